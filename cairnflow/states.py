@@ -1,0 +1,202 @@
+"""The states a flow run or task run moves through.
+
+States form a class hierarchy, as in Prefect 1: every predicate is an
+``isinstance`` check, so ``TriggerFailed(...).is_failed()`` is true and
+``Skipped(...).is_successful()`` is true.
+
+Example:
+    >>> from cairnflow import states
+    >>> s = states.Retrying(message="Retrying Task (after attempt 1 of 3)")
+    >>> s.is_pending(), s.is_retrying(), s.is_finished()
+    (True, True, False)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pendulum
+
+__all__ = [
+    "State", "Pending", "Paused", "Scheduled", "Retrying", "Running", "Finished",
+    "Success", "Cached", "Mapped", "Skipped", "Looped", "Failed", "TriggerFailed",
+    "TimedOut", "ValidationFailed", "Crashed", "Cancelled", "state_from_name",
+]
+
+
+class State:
+    """Base class of all states.
+
+    Args:
+        message: a human-readable explanation of the state.
+        result: the task's return value, the exception that caused a failure,
+            or, for a flow run, a dict mapping each Task to its final State.
+        timestamp: when the state was entered (UTC); now by default.
+    """
+
+    def __init__(self, message: str | None = None, result: Any = None,
+                 timestamp: pendulum.DateTime | None = None):
+        self.message = message
+        self.result = result
+        self.timestamp = timestamp or pendulum.now("UTC")
+
+    def __repr__(self) -> str:
+        if self.message:
+            return f'<{type(self).__name__}: "{self.message}">'
+        return f"<{type(self).__name__}>"
+
+    @property
+    def name(self) -> str:
+        """The class name, as the store and the CLI show it."""
+        return type(self).__name__
+
+    def is_pending(self) -> bool:
+        return isinstance(self, Pending)
+
+    def is_scheduled(self) -> bool:
+        return isinstance(self, Scheduled)
+
+    def is_paused(self) -> bool:
+        return isinstance(self, Paused)
+
+    def is_retrying(self) -> bool:
+        return isinstance(self, Retrying)
+
+    def is_running(self) -> bool:
+        return isinstance(self, Running)
+
+    def is_finished(self) -> bool:
+        return isinstance(self, Finished)
+
+    def is_successful(self) -> bool:
+        return isinstance(self, Success)
+
+    def is_failed(self) -> bool:
+        return isinstance(self, Failed)
+
+    def is_skipped(self) -> bool:
+        return isinstance(self, Skipped)
+
+    def is_cached(self) -> bool:
+        return isinstance(self, Cached)
+
+    def is_mapped(self) -> bool:
+        return isinstance(self, Mapped)
+
+    def is_looped(self) -> bool:
+        return isinstance(self, Looped)
+
+
+class Pending(State):
+    """Not yet run."""
+
+
+class Scheduled(Pending):
+    """Waiting for ``start_time`` before running."""
+
+    def __init__(self, message: str | None = None, result: Any = None,
+                 start_time: pendulum.DateTime | None = None, **kwargs: Any):
+        super().__init__(message, result, **kwargs)
+        self.start_time = start_time
+
+
+class Paused(Scheduled):
+    """Waiting for a person to approve it (the ``manual_only`` trigger)."""
+
+
+class Retrying(Scheduled):
+    """Failed, and will run again at ``start_time``."""
+
+    def __init__(self, message: str | None = None, result: Any = None,
+                 start_time: pendulum.DateTime | None = None, run_count: int = 0,
+                 **kwargs: Any):
+        super().__init__(message, result, start_time, **kwargs)
+        self.run_count = run_count
+
+
+class Running(State):
+    """The task's code (or the flow) is executing."""
+
+
+class Finished(State):
+    """Done: no further work will happen in this run."""
+
+
+class Success(Finished):
+    """Finished without error."""
+
+
+class Cached(Success):
+    """Finished, with the result taken from a still-valid cache."""
+
+    def __init__(self, message: str | None = None, result: Any = None,
+                 cached_inputs: dict | None = None,
+                 cached_result_expiration: pendulum.DateTime | None = None,
+                 **kwargs: Any):
+        super().__init__(message, result, **kwargs)
+        self.cached_inputs = cached_inputs
+        self.cached_result_expiration = cached_result_expiration
+
+
+class Mapped(Success):
+    """A mapped task whose children were spawned; ``map_states`` are theirs."""
+
+    def __init__(self, message: str | None = None, result: Any = None,
+                 map_states: list[State] | None = None, **kwargs: Any):
+        super().__init__(message, result, **kwargs)
+        self.map_states: list[State] = map_states if map_states is not None else []
+
+    @property
+    def n_map_states(self) -> int:
+        return len(self.map_states)
+
+
+class Skipped(Success):
+    """Finished without running, deliberately (a SKIP signal or a skipped upstream)."""
+
+
+class Looped(Finished):
+    """Finished one iteration of a LOOP; the task runs again with this result."""
+
+    def __init__(self, message: str | None = None, result: Any = None,
+                 loop_count: int | None = None, **kwargs: Any):
+        super().__init__(message, result, **kwargs)
+        self.loop_count = loop_count
+
+
+class Failed(Finished):
+    """Finished with an error."""
+
+
+class TriggerFailed(Failed):
+    """Not run because its trigger did not pass."""
+
+
+class TimedOut(Failed):
+    """Ran past its ``timeout``."""
+
+
+class ValidationFailed(Failed):
+    """A result did not pass validation."""
+
+
+class Crashed(Failed):
+    """The process running it died before it finished."""
+
+
+class Cancelled(Finished):
+    """Stopped on request."""
+
+
+_BY_NAME: dict[str, type[State]] = {
+    cls.__name__: cls for cls in (
+        State, Pending, Scheduled, Paused, Retrying, Running, Finished, Success,
+        Cached, Mapped, Skipped, Looped, Failed, TriggerFailed, TimedOut,
+        ValidationFailed, Crashed, Cancelled,
+    )
+}
+
+
+def state_from_name(name: str) -> type[State]:
+    """The state class called ``name`` (as stored); raises ``KeyError`` if unknown."""
+    return _BY_NAME[name]

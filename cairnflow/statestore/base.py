@@ -1,0 +1,316 @@
+"""The checkpoint store interface: what the runner writes and what the CLI reads.
+
+The runner reports every state transition of a flow run and of its task runs
+through a ``StateStore``. The store sees plain records (names, slugs, state
+names, bytes), never Task objects or Python results: serialization happens in
+``cairnflow.statestore.serialize``, before a record reaches the store.
+
+Contract, for every implementation (``tests/test_store_contract.py`` checks it):
+
+* Each ``record_*`` call is one atomic unit: when it returns, everything it was
+  given is stored (durably, for a persistent store); if it raises, nothing of it
+  is. A write that fails raises ``StoreError``; it is never swallowed.
+* History is append-only. ``record_transitions`` appends each transition in the
+  order given and updates the current state of its task run (or of the flow run,
+  for a transition whose ``task_slug`` is None).
+* A task run is keyed by (flow run id, task slug, map index). ``map_index`` is
+  None for a task that is not a mapped child.
+* A task run's ``attempts`` counts its ``Running`` transitions: 2 after one retry.
+* Times are timezone-aware UTC; naive datetimes are refused with ``ValueError``.
+* Reads return plain dataclasses, newest first where a list of runs is returned.
+* All methods are safe to call from several threads of one process.
+
+Example:
+    >>> from cairnflow.statestore.memory import MemoryStore
+    >>> store = MemoryStore()
+    >>> store.list_runs()
+    []
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pendulum
+
+from cairnflow.statestore.serialize import SerializedResult
+
+__all__ = [
+    "StateStore", "FlowRunRecord", "Transition", "LogEntry", "TaskRunInfo", "FlowRunInfo",
+    "FlowInfo", "TaskKey", "HEARTBEAT_SECONDS", "is_owner_alive", "require_aware",
+]
+
+HEARTBEAT_SECONDS = 5.0
+"""How often a live run refreshes its heartbeat."""
+
+STALE_AFTER_SECONDS = 6 * HEARTBEAT_SECONDS
+"""A run on another host whose heartbeat is older than this is taken as crashed."""
+
+TaskKey = tuple[str, "int | None"]
+"""(task slug, map index) — a task run's identity within its flow run."""
+
+
+@dataclass(frozen=True)
+class FlowRunRecord:
+    """What the runner records when a flow run starts or resumes.
+
+    Attributes:
+        id: the run's uuid, the same across attempts.
+        flow_name: the flow's name.
+        flow_hash: a hash of the flow's structure (slugs and edges).
+        parameters: the parameters as JSON-safe values, for people to read.
+        parameters_blob: the parameters serialized, for resume to use as they were.
+        source_file: the file the flow was loaded from, if known.
+        source_variable: the flow's variable name in that file, if known.
+        flow_blob: the flow serialized, the fallback when the source is gone.
+        attempt: 1 for the first run, +1 for each resume.
+        pid: the process running this attempt.
+        host: that process's host name.
+        started_at: when this attempt started.
+    """
+
+    id: str
+    flow_name: str
+    flow_hash: str
+    parameters: dict[str, Any]
+    parameters_blob: SerializedResult | None
+    source_file: str | None
+    source_variable: str | None
+    flow_blob: SerializedResult | None
+    attempt: int
+    pid: int
+    host: str
+    started_at: datetime
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One state change of a flow run (``task_slug`` None) or of a task run.
+
+    ``result`` is set only with a checkpointed ``Success`` (or ``Cached``): the
+    result and its state are stored in the same transaction.
+    """
+
+    flow_run_id: str
+    attempt: int
+    task_slug: str | None
+    task_name: str | None
+    map_index: int | None
+    state: str
+    message: str | None
+    timestamp: datetime
+    result: SerializedResult | None = None
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One log record emitted through the run logger."""
+
+    flow_run_id: str
+    task_slug: str | None
+    map_index: int | None
+    timestamp: datetime
+    level: int
+    logger: str
+    message: str
+
+
+@dataclass(frozen=True)
+class TaskRunInfo:
+    """A task run's current state, as the store knows it."""
+
+    task_slug: str
+    task_name: str | None
+    map_index: int | None
+    state: str
+    message: str | None
+    attempts: int
+    started_at: datetime | None
+    ended_at: datetime | None
+    has_result: bool
+
+
+@dataclass(frozen=True)
+class FlowRunInfo:
+    """A flow run's current state and metadata.
+
+    ``state`` is the stored state, except that a run stored as Running whose
+    owning process is gone is reported as ``Crashed`` (``stored_state`` keeps
+    what was written).
+    """
+
+    id: str
+    flow_name: str
+    flow_hash: str
+    state: str
+    stored_state: str
+    message: str | None
+    parameters: dict[str, Any]
+    attempt: int
+    source_file: str | None
+    source_variable: str | None
+    pid: int
+    host: str
+    created_at: datetime
+    started_at: datetime
+    ended_at: datetime | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class FlowInfo:
+    """A flow known to the store, with its latest run."""
+
+    name: str
+    runs: int
+    last_run_id: str | None
+    last_state: str | None
+    last_run_at: datetime | None
+
+
+@dataclass
+class ResumeData:
+    """Everything resume needs from a stored run."""
+
+    run: FlowRunRecord
+    task_runs: dict[TaskKey, TaskRunInfo] = field(default_factory=dict)
+    results: dict[TaskKey, SerializedResult] = field(default_factory=dict)
+
+
+class StateStore(ABC):
+    """Where every transition of every run is recorded. See the module docstring."""
+
+    # -- writes -----------------------------------------------------------------
+
+    @abstractmethod
+    def record_flow_run(self, run: FlowRunRecord) -> None:
+        """Create the flow run, or start attempt ``run.attempt`` of an existing one.
+
+        Also records the flow (by name) if the store does not know it yet, and
+        sets the run's heartbeat, pid and host to this attempt's.
+        """
+
+    @abstractmethod
+    def record_transitions(self, transitions: Sequence[Transition]) -> None:
+        """Append ``transitions`` in order, atomically, with their results."""
+
+    @abstractmethod
+    def record_logs(self, entries: Sequence[LogEntry]) -> None:
+        """Store log records with their run and task run."""
+
+    @abstractmethod
+    def heartbeat(self, flow_run_id: str) -> None:
+        """Refresh the run's ``updated_at``: its process is still alive."""
+
+    @abstractmethod
+    def delete_runs(self, run_ids: Sequence[str]) -> int:
+        """Delete runs with all they own (history, results, logs); return how many."""
+
+    @abstractmethod
+    def prune(self, older_than: datetime) -> int:
+        """Delete finished runs that started before ``older_than``; return how many."""
+
+    # -- reads ------------------------------------------------------------------
+
+    @abstractmethod
+    def get_flow_run(self, run_id: str) -> FlowRunInfo:
+        """The run with this exact id; ``UnknownRunError`` if there is none."""
+
+    @abstractmethod
+    def list_runs(self, flow_name: str | None = None, state: str | None = None,
+                  limit: int | None = None) -> list[FlowRunInfo]:
+        """Runs, newest first, optionally of one flow or in one (reported) state."""
+
+    @abstractmethod
+    def find_run_ids(self, prefix: str, limit: int = 2) -> list[str]:
+        """Up to ``limit`` run ids starting with ``prefix``."""
+
+    @abstractmethod
+    def get_task_runs(self, run_id: str) -> list[TaskRunInfo]:
+        """The run's task runs, in the order they were first recorded."""
+
+    @abstractmethod
+    def get_history(self, run_id: str, task_slug: str | None = None) -> list[Transition]:
+        """Every transition of the run (or of one task's runs), oldest first.
+
+        The returned transitions carry no result.
+        """
+
+    @abstractmethod
+    def load_result(self, run_id: str, task_slug: str,
+                    map_index: int | None = None) -> SerializedResult:
+        """The checkpointed result; ``ResultNotFoundError`` if there is none."""
+
+    @abstractmethod
+    def load_resume_data(self, run_id: str) -> ResumeData:
+        """The run record, its task runs and all its results, for resume."""
+
+    @abstractmethod
+    def get_logs(self, run_id: str, task_slug: str | None = None) -> list[LogEntry]:
+        """The run's log records (or one task's), oldest first."""
+
+    @abstractmethod
+    def list_flows(self) -> list[FlowInfo]:
+        """Every flow with runs in the store, by name."""
+
+    def close(self) -> None:
+        """Release connections and files. The store is unusable afterwards."""
+
+    # -- shared helpers ---------------------------------------------------------
+
+    def resolve_run_id(self, ref: str) -> str:
+        """A whole run id, a unique prefix of one, or ``last`` -> the run id.
+
+        Raises ``UnknownRunError`` or ``AmbiguousRunError`` with a message for people.
+        """
+        from cairnflow.exceptions import AmbiguousRunError, UnknownRunError
+
+        if ref == "last":
+            latest = self.list_runs(limit=1)
+            if not latest:
+                raise UnknownRunError("there are no runs in this store yet")
+            return latest[0].id
+        matches = self.find_run_ids(ref, limit=2) if ref else []
+        if not matches:
+            raise UnknownRunError(f"no run matches {ref!r} (see `cairnflow runs ls`)")
+        if len(matches) > 1:
+            raise AmbiguousRunError(f"run id {ref!r} is ambiguous: give more characters")
+        return matches[0]
+
+
+def require_aware(when: datetime, what: str = "timestamp") -> datetime:
+    """Return ``when`` if it is timezone-aware, else raise ``ValueError``."""
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise ValueError(f"{what} must be timezone-aware (UTC), got naive {when!r}")
+    return when
+
+
+def is_owner_alive(pid: int, host: str, updated_at: datetime,
+                   now: datetime | None = None) -> bool:
+    """Whether the process that owns a Running run is still alive.
+
+    On this host, the pid must exist and the heartbeat must be fresh (a reused
+    pid with a stale heartbeat is not the owner). On another host only the
+    heartbeat can tell.
+    """
+    now = now or pendulum.now("UTC")
+    fresh = (now - updated_at).total_seconds() < STALE_AFTER_SECONDS
+    if host != socket.gethostname():
+        return fresh
+    return fresh and _pid_exists(pid)
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

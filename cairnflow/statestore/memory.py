@@ -1,0 +1,212 @@
+"""An in-memory ``StateStore``: the reference implementation, for tests and speed.
+
+It keeps everything in dicts for the life of the object and follows the same
+contract as the SQLite store (``tests/test_store_contract.py`` runs both).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+import pendulum
+
+from cairnflow.exceptions import ResultNotFoundError, UnknownRunError
+from cairnflow.states import Finished, state_from_name
+from cairnflow.statestore.base import (
+    FlowInfo, FlowRunInfo, FlowRunRecord, LogEntry, ResumeData, StateStore, TaskKey,
+    TaskRunInfo, Transition, is_owner_alive, require_aware,
+)
+from cairnflow.statestore.serialize import SerializedResult
+
+
+@dataclass
+class _Run:
+    record: FlowRunRecord
+    created_at: datetime
+    state: str = "Running"
+    message: str | None = None
+    ended_at: datetime | None = None
+    updated_at: datetime = field(default_factory=lambda: pendulum.now("UTC"))
+    task_runs: dict[TaskKey, TaskRunInfo] = field(default_factory=dict)
+    results: dict[TaskKey, SerializedResult] = field(default_factory=dict)
+    history: list[Transition] = field(default_factory=list)
+    logs: list[LogEntry] = field(default_factory=list)
+
+
+def _is_finished(state_name: str) -> bool:
+    return issubclass(state_from_name(state_name), Finished)
+
+
+class MemoryStore(StateStore):
+    """Keeps runs in memory; nothing survives the process.
+
+    Example:
+        >>> from cairnflow import Flow, task
+        >>> from cairnflow.statestore.memory import MemoryStore
+        >>> @task
+        ... def one():
+        ...     return 1
+        >>> with Flow("f") as flow:
+        ...     one()
+        <Task: one>
+        >>> store = MemoryStore()
+        >>> flow.run(store=store).is_successful()
+        True
+        >>> [t.state for t in store.get_history(store.list_runs()[0].id)]
+        ['Running', 'Running', 'Success', 'Success']
+    """
+
+    def __init__(self) -> None:
+        self._runs: dict[str, _Run] = {}
+        self._lock = threading.RLock()
+
+    # -- writes -----------------------------------------------------------------
+
+    def record_flow_run(self, run: FlowRunRecord) -> None:
+        require_aware(run.started_at, "started_at")
+        with self._lock:
+            existing = self._runs.get(run.id)
+            if existing is None:
+                self._runs[run.id] = _Run(record=run, created_at=run.started_at)
+            else:
+                existing.record = replace(run, flow_blob=run.flow_blob or existing.record.flow_blob)
+                existing.updated_at = pendulum.now("UTC")
+
+    def record_transitions(self, transitions: Sequence[Transition]) -> None:
+        with self._lock:
+            for t in transitions:
+                require_aware(t.timestamp)
+                self._run(t.flow_run_id)
+            for t in transitions:
+                self._apply(self._runs[t.flow_run_id], t)
+
+    def _apply(self, run: _Run, t: Transition) -> None:
+        run.history.append(replace(t, result=None))
+        if t.task_slug is None:
+            run.state, run.message = t.state, t.message
+            run.ended_at = t.timestamp if _is_finished(t.state) else None
+            return
+        key = (t.task_slug, t.map_index)
+        prior = run.task_runs.get(key)
+        running = t.state == "Running"
+        attempts = (prior.attempts if prior else 0) + running
+        started = prior.started_at if prior and prior.started_at else None
+        if running and started is None:
+            started = t.timestamp
+        if t.result is not None:
+            run.results[key] = t.result
+        run.task_runs[key] = TaskRunInfo(
+            task_slug=t.task_slug, task_name=t.task_name, map_index=t.map_index,
+            state=t.state, message=t.message, attempts=attempts, started_at=started,
+            ended_at=t.timestamp if _is_finished(t.state) else None,
+            has_result=key in run.results,
+        )
+
+    def record_logs(self, entries: Sequence[LogEntry]) -> None:
+        with self._lock:
+            for e in entries:
+                require_aware(e.timestamp)
+                self._run(e.flow_run_id).logs.append(e)
+
+    def heartbeat(self, flow_run_id: str) -> None:
+        with self._lock:
+            self._run(flow_run_id).updated_at = pendulum.now("UTC")
+
+    def delete_runs(self, run_ids: Sequence[str]) -> int:
+        with self._lock:
+            return sum(self._runs.pop(rid, None) is not None for rid in run_ids)
+
+    def prune(self, older_than: datetime) -> int:
+        require_aware(older_than, "older_than")
+        with self._lock:
+            old = [rid for rid, run in self._runs.items()
+                   if run.created_at < older_than and _is_finished(self._info(run).state)]
+            return self.delete_runs(old)
+
+    # -- reads ------------------------------------------------------------------
+
+    def _run(self, run_id: str) -> _Run:
+        try:
+            return self._runs[run_id]
+        except KeyError:
+            raise UnknownRunError(f"no run with id {run_id!r}") from None
+
+    def _info(self, run: _Run) -> FlowRunInfo:
+        r = run.record
+        state = run.state
+        if state == "Running" and not is_owner_alive(r.pid, r.host, run.updated_at):
+            state = "Crashed"
+        return FlowRunInfo(
+            id=r.id, flow_name=r.flow_name, flow_hash=r.flow_hash, state=state,
+            stored_state=run.state, message=run.message, parameters=r.parameters,
+            attempt=r.attempt, source_file=r.source_file, source_variable=r.source_variable,
+            pid=r.pid, host=r.host, created_at=run.created_at, started_at=r.started_at,
+            ended_at=run.ended_at, updated_at=run.updated_at,
+        )
+
+    def get_flow_run(self, run_id: str) -> FlowRunInfo:
+        with self._lock:
+            return self._info(self._run(run_id))
+
+    def list_runs(self, flow_name: str | None = None, state: str | None = None,
+                  limit: int | None = None) -> list[FlowRunInfo]:
+        with self._lock:
+            runs = sorted(self._runs.values(), key=lambda r: r.created_at, reverse=True)
+            infos = [self._info(r) for r in runs
+                     if flow_name is None or r.record.flow_name == flow_name]
+        if state is not None:
+            infos = [i for i in infos if i.state == state]
+        return infos[:limit] if limit is not None else infos
+
+    def find_run_ids(self, prefix: str, limit: int = 2) -> list[str]:
+        with self._lock:
+            return sorted(rid for rid in self._runs if rid.startswith(prefix))[:limit]
+
+    def get_task_runs(self, run_id: str) -> list[TaskRunInfo]:
+        with self._lock:
+            return list(self._run(run_id).task_runs.values())
+
+    def get_history(self, run_id: str, task_slug: str | None = None) -> list[Transition]:
+        with self._lock:
+            history = list(self._run(run_id).history)
+        if task_slug is not None:
+            history = [t for t in history if t.task_slug == task_slug]
+        return history
+
+    def load_result(self, run_id: str, task_slug: str,
+                    map_index: int | None = None) -> SerializedResult:
+        with self._lock:
+            run = self._run(run_id)
+            try:
+                return run.results[(task_slug, map_index)]
+            except KeyError:
+                raise ResultNotFoundError(
+                    f"task {task_slug!r}{_index(map_index)} of run {run_id} has no "
+                    "checkpointed result") from None
+
+    def load_resume_data(self, run_id: str) -> ResumeData:
+        with self._lock:
+            run = self._run(run_id)
+            return ResumeData(run=run.record, task_runs=dict(run.task_runs),
+                              results=dict(run.results))
+
+    def get_logs(self, run_id: str, task_slug: str | None = None) -> list[LogEntry]:
+        with self._lock:
+            logs = list(self._run(run_id).logs)
+        return [e for e in logs if task_slug is None or e.task_slug == task_slug]
+
+    def list_flows(self) -> list[FlowInfo]:
+        flows: dict[str, FlowInfo] = {}
+        for info in reversed(self.list_runs()):
+            prior = flows.get(info.flow_name)
+            flows[info.flow_name] = FlowInfo(
+                name=info.flow_name, runs=(prior.runs if prior else 0) + 1,
+                last_run_id=info.id, last_state=info.state, last_run_at=info.created_at)
+        return [flows[name] for name in sorted(flows)]
+
+
+def _index(map_index: int | None) -> str:
+    return "" if map_index is None else f"[{map_index}]"

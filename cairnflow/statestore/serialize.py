@@ -1,0 +1,48 @@
+"""The one boundary where Python values become bytes and back.
+
+Every stored blob carries the serializer and the Python and cloudpickle
+versions that wrote it, since cloudpickle promises nothing across versions.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from typing import Any
+
+import cloudpickle
+
+from cairnflow.exceptions import ResultLoadError
+
+SERIALIZER = "cloudpickle"
+PYTHON_VERSION = platform.python_version()
+CLOUDPICKLE_VERSION = cloudpickle.__version__
+
+
+@dataclass(frozen=True)
+class SerializedResult:
+    """Bytes plus what is needed to judge whether they can be loaded here."""
+
+    data: bytes
+    serializer: str = SERIALIZER
+    python_version: str = PYTHON_VERSION
+    cloudpickle_version: str = CLOUDPICKLE_VERSION
+
+
+def dump(value: Any) -> SerializedResult:
+    """Serialize ``value``; raises whatever cloudpickle raises for unpicklable values."""
+    return SerializedResult(cloudpickle.dumps(value))
+
+
+def load(blob: SerializedResult, what: str = "result") -> Any:
+    """Deserialize ``blob``; a failure is a ``ResultLoadError`` naming ``what``."""
+    if blob.serializer != SERIALIZER:
+        raise ResultLoadError(f"cannot load {what}: unknown serializer {blob.serializer!r}")
+    try:
+        return cloudpickle.loads(blob.data)
+    except Exception as exc:
+        raise ResultLoadError(
+            f"cannot load {what}: {type(exc).__name__}: {exc} (written by Python "
+            f"{blob.python_version}, cloudpickle {blob.cloudpickle_version}; this is Python "
+            f"{PYTHON_VERSION}, cloudpickle {CLOUDPICKLE_VERSION})"
+        ) from exc
