@@ -32,6 +32,9 @@ class State:
         result: the task's return value, the exception that caused a failure,
             or, for a flow run, a dict mapping each Task to its final State.
         timestamp: when the state was entered (UTC); now by default.
+
+    Attributes:
+        context: extra facts; a flow run's final state holds ``flow_run_id``.
     """
 
     def __init__(self, message: str | None = None, result: Any = None,
@@ -39,6 +42,7 @@ class State:
         self.message = message
         self.result = result
         self.timestamp = timestamp or pendulum.now("UTC")
+        self.context: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         if self.message:

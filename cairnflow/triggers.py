@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from cairnflow import signals
+from cairnflow.context import context
 from cairnflow.states import State
 
 __all__ = [
@@ -43,7 +44,12 @@ always_run = all_finished
 
 
 def manual_only(upstream_states: set[State]) -> bool:
-    """Never run on its own: the task is Paused until a person approves it."""
+    """Never run on its own: the task is Paused until a person approves it.
+
+    Resuming the run (``cairnflow resume RUN_ID``) is the approval.
+    """
+    if context.get("resume"):
+        return True
     raise signals.PAUSE('Trigger function is "manual_only"')
 
 

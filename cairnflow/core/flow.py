@@ -1,0 +1,391 @@
+"""Flows: the graph of tasks and their dependencies."""
+
+from __future__ import annotations
+
+import copy as _copy
+import sys
+from collections.abc import Callable, Iterable
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from cairnflow.core.edge import Edge, _EdgeAnnotation, flatten, unmapped
+from cairnflow.core.parameter import Parameter
+from cairnflow.core.task import Task
+from cairnflow.exceptions import FlowValidationError
+
+if TYPE_CHECKING:
+    from cairnflow.runner.executors import Executor
+    from cairnflow.states import State
+    from cairnflow.statestore.base import StateStore, Transition
+
+__all__ = ["Flow", "require_flow", "active_flow"]
+
+_active_flow: ContextVar[Flow | None] = ContextVar("cairnflow_active_flow", default=None)
+_active_case: ContextVar[Any] = ContextVar("cairnflow_active_case", default=None)
+
+
+def active_flow() -> Flow | None:
+    """The flow of the enclosing ``with Flow(...)`` block, if any."""
+    return _active_flow.get()
+
+
+def require_flow(flow: Flow | None, task: Task) -> Flow:
+    """``flow`` or the active one; a clear error when there is neither."""
+    flow = flow or _active_flow.get()
+    if flow is None:
+        raise ValueError(
+            f"Could not infer an active Flow context while creating an edge to {task}. "
+            "This often means you called a task outside a `with Flow(...)` block; pass "
+            "`flow=` explicitly, or call `task.run(...)` to run the task's code directly.")
+    return flow
+
+
+class Flow:
+    """A graph of tasks, run with ``flow.run()``.
+
+    Args:
+        name: the flow's name; runs are listed under it.
+        tasks: tasks to add right away.
+        edges: edges to add right away.
+        schedule: a ``schedules.Schedule``; ``flow.run()`` then runs at each time.
+        executor: the default executor (``LocalExecutor`` when None).
+        reference_tasks: the tasks whose states decide the flow's final state
+            (the terminal tasks by default).
+        state_handlers: functions ``(flow, old_state, new_state)`` called on each
+            flow-run transition.
+        validate: check the graph for cycles as edges are added.
+
+    Example:
+        >>> from cairnflow import Flow, task
+        >>> @task
+        ... def add(x, y=1):
+        ...     return x + y
+        >>> with Flow("My first flow!") as flow:
+        ...     first_result = add(1, y=2)
+        ...     second_result = add(x=first_result, y=100)
+        >>> state = flow.run()
+        >>> state.result[second_result].result
+        103
+    """
+
+    def __init__(self, name: str, schedule: Any = None, executor: Executor | None = None,
+                 tasks: Iterable[Task] | None = None, edges: Iterable[Edge] | None = None,
+                 reference_tasks: Iterable[Task] | None = None,
+                 state_handlers: list[Callable[..., Any]] | None = None,
+                 validate: bool = False):
+        if not name:
+            raise ValueError("A flow needs a name")
+        self.name = name
+        self.schedule = schedule
+        self.executor = executor
+        self.state_handlers = list(state_handlers or ())
+        self.eager_validation = validate
+        self.constants: dict[Task, dict[str, Any]] = {}
+        self.slugs: dict[Task, str] = {}
+        self._by_slug: dict[str, Task] = {}
+        self._slug_counts: dict[str, int] = {}
+        self._tasks: dict[Task, None] = {}
+        self._edges: dict[Edge, None] = {}
+        self._upstream: dict[Task, list[Edge]] = {}
+        self._downstream: dict[Task, list[Edge]] = {}
+        self._reference_tasks: set[Task] = set()
+        self._sorted: tuple[Task, ...] | None = None
+        self.source = _caller_file()
+        self.source_variable: str | None = None
+        for t in tasks or ():
+            self.add_task(t)
+        for e in edges or ():
+            self.add_edge(e.upstream_task, e.downstream_task, key=e.key, mapped=e.mapped,
+                          flattened=e.flattened)
+        self.set_reference_tasks(reference_tasks or ())
+
+    def __repr__(self) -> str:
+        return f"<Flow: name={self.name!r}>"
+
+    def __enter__(self) -> Flow:
+        self._context_token = _active_flow.set(self)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        _active_flow.reset(self._context_token)
+
+    # -- the graph ---------------------------------------------------------------
+
+    @property
+    def tasks(self) -> set[Task]:
+        """Every task in the flow."""
+        return set(self._tasks)
+
+    @property
+    def edges(self) -> set[Edge]:
+        """Every edge in the flow."""
+        return set(self._edges)
+
+    def add_task(self, task: Task) -> Task:
+        """Add ``task`` (once) and give it a slug."""
+        if not isinstance(task, Task):
+            raise TypeError(f"Flows can only contain Tasks, got {task!r}")
+        if task in self._tasks:
+            return task
+        slug = task.slug or self._next_slug(task)
+        if slug in self._by_slug:
+            kind = "parameter" if isinstance(task, Parameter) else "task"
+            raise ValueError(f'A {kind} with the slug "{slug}" already exists in this flow.')
+        self._tasks[task] = None
+        self.slugs[task] = slug
+        self._by_slug[slug] = task
+        self._upstream[task] = []
+        self._downstream[task] = []
+        self._sorted = None
+        case = _active_case.get()
+        if case is not None and _active_flow.get() is self:
+            case.add_task(task, self)
+        return task
+
+    def _next_slug(self, task: Task) -> str:
+        """``<name>[-<tags>]-<n>``, numbered per name in the order tasks are added."""
+        base = "-".join([task.name, *sorted(task.tags)])
+        n = self._slug_counts.get(base, 0) + 1
+        while f"{base}-{n}" in self._by_slug:
+            n += 1
+        self._slug_counts[base] = n
+        return f"{base}-{n}"
+
+    def add_edge(self, upstream_task: Task, downstream_task: Task, key: str | None = None,
+                 mapped: bool = False, flattened: bool = False,
+                 validate: bool | None = None) -> Edge:
+        """Make ``downstream_task`` depend on ``upstream_task``."""
+        if upstream_task is downstream_task:
+            raise FlowValidationError(f"Cycle found: {upstream_task} cannot depend on itself.")
+        self.add_task(upstream_task)
+        self.add_task(downstream_task)
+        edge = Edge(upstream_task, downstream_task, key, mapped, flattened)
+        if edge in self._edges:
+            return edge
+        if key is not None and any(e.key == key for e in self._upstream[downstream_task]):
+            raise ValueError(f'Argument "{key}" for task {downstream_task} has already been '
+                             "assigned in this flow. Call the task again to add another copy.")
+        self._edges[edge] = None
+        self._upstream[downstream_task].append(edge)
+        self._downstream[upstream_task].append(edge)
+        self._sorted = None
+        if self.eager_validation if validate is None else validate:
+            self.sorted_tasks()
+        return edge
+
+    def set_dependencies(self, task: Task, upstream_tasks: Iterable[Any] | None = None,
+                         downstream_tasks: Iterable[Any] | None = None,
+                         keyword_tasks: dict[str, Any] | None = None, mapped: bool = False,
+                         validate: bool | None = None) -> None:
+        """Add ``task`` with its state dependencies and its (possibly mapped) arguments.
+
+        Arguments that are not tasks become constants, except mapped ones, which
+        become ``Constant`` tasks so they can be iterated.
+        """
+        from cairnflow.core.collections import as_task
+
+        self.add_task(task)
+        for upstream in upstream_tasks or ():
+            upstream = upstream.task if isinstance(upstream, _EdgeAnnotation) else upstream
+            self.add_edge(as_task(upstream, flow=self), task, validate=validate)
+        for downstream in downstream_tasks or ():
+            self.add_edge(task, as_task(downstream, flow=self), validate=validate)
+        for key, value in (keyword_tasks or {}).items():
+            is_mapped = mapped and not isinstance(value, unmapped)
+            is_flat = isinstance(value, flatten)
+            if isinstance(value, _EdgeAnnotation):
+                value = value.task
+            if isinstance(value, _EdgeAnnotation):  # flatten(unmapped(x)) or the reverse
+                is_flat = is_flat or isinstance(value, flatten)
+                is_mapped = is_mapped and not isinstance(value, unmapped)
+                value = value.task
+            if not is_mapped and not is_flat and not _holds_task(value):
+                self.constants.setdefault(task, {})[key] = value
+                continue
+            self.add_edge(as_task(value, flow=self), task, key=key, mapped=is_mapped,
+                          flattened=is_flat, validate=validate)
+
+    def upstream_tasks(self, task: Task) -> set[Task]:
+        """The tasks ``task`` depends on."""
+        return {e.upstream_task for e in self._upstream.get(task, ())}
+
+    def downstream_tasks(self, task: Task) -> set[Task]:
+        """The tasks that depend on ``task``."""
+        return {e.downstream_task for e in self._downstream.get(task, ())}
+
+    def edges_to(self, task: Task) -> set[Edge]:
+        """Edges into ``task``."""
+        return set(self._upstream.get(task, ()))
+
+    def edges_from(self, task: Task) -> set[Edge]:
+        """Edges out of ``task``."""
+        return set(self._downstream.get(task, ()))
+
+    def upstream_edges(self, task: Task) -> list[Edge]:
+        """Edges into ``task``, in the order they were added (engine use)."""
+        return self._upstream[task]
+
+    def downstream_edges(self, task: Task) -> list[Edge]:
+        """Edges out of ``task``, in the order they were added (engine use)."""
+        return self._downstream[task]
+
+    def get_tasks(self, name: str | None = None, slug: str | None = None,
+                  tags: Iterable[str] | None = None, task_type: type | None = None) -> list[Task]:
+        """Tasks matching every criterion given."""
+        wanted_tags = set(tags or ())
+        return [t for t in self._tasks
+                if (name is None or t.name == name) and (slug is None or self.slugs[t] == slug)
+                and wanted_tags <= t.tags and (task_type is None or isinstance(t, task_type))]
+
+    def parameters(self) -> set[Parameter]:
+        """The flow's parameters."""
+        return {t for t in self._tasks if isinstance(t, Parameter)}
+
+    def root_tasks(self) -> set[Task]:
+        """Tasks with no upstream tasks."""
+        return {t for t in self._tasks if not self._upstream[t]}
+
+    def terminal_tasks(self) -> set[Task]:
+        """Tasks with no downstream tasks."""
+        return {t for t in self._tasks if not self._downstream[t]}
+
+    def reference_tasks(self) -> set[Task]:
+        """The tasks that decide the final state: those set, else the terminal ones."""
+        return set(self._reference_tasks) or self.terminal_tasks()
+
+    def set_reference_tasks(self, tasks: Iterable[Task]) -> None:
+        """Decide the flow's final state by ``tasks`` (empty: the terminal tasks)."""
+        tasks = set(tasks)
+        missing = tasks - set(self._tasks)
+        if missing:
+            raise ValueError(f"Reference tasks must be in the flow: {sorted(map(repr, missing))}")
+        self._reference_tasks = tasks
+
+    def sorted_tasks(self, root_tasks: Iterable[Task] | None = None) -> tuple[Task, ...]:
+        """Tasks in an order where each comes after its upstream tasks.
+
+        Ties keep the order tasks were added, so the order is the same in every
+        process. A cycle raises ``FlowValidationError``.
+        """
+        if root_tasks is not None:
+            keep = self._reachable_from(set(root_tasks))
+            return tuple(t for t in self.sorted_tasks() if t in keep)
+        if self._sorted is None:
+            self._sorted = self._toposort()
+        return self._sorted
+
+    def _toposort(self) -> tuple[Task, ...]:
+        waiting = {t: len({e.upstream_task for e in self._upstream[t]}) for t in self._tasks}
+        order: list[Task] = [t for t, n in waiting.items() if n == 0]
+        for task in order:  # grows while iterating: a breadth-first Kahn's algorithm
+            for downstream in dict.fromkeys(e.downstream_task for e in self._downstream[task]):
+                waiting[downstream] -= 1
+                if waiting[downstream] == 0:
+                    order.append(downstream)
+        if len(order) != len(self._tasks):
+            stuck = [t.name for t, n in waiting.items() if n > 0][:5]
+            raise FlowValidationError(f"Cycle found; flows must be acyclic! (involving {stuck})")
+        return tuple(order)
+
+    def _reachable_from(self, roots: set[Task]) -> set[Task]:
+        seen, stack = set(roots), list(roots)
+        while stack:
+            for e in self._downstream[stack.pop()]:
+                if e.downstream_task not in seen:
+                    seen.add(e.downstream_task)
+                    stack.append(e.downstream_task)
+        return seen
+
+    def validate(self) -> None:
+        """Raise ``FlowValidationError`` if the graph is inconsistent or cyclic."""
+        for edge in self._edges:
+            if edge.upstream_task not in self._tasks or edge.downstream_task not in self._tasks:
+                raise FlowValidationError(f"{edge} refers to a task that is not in the flow.")
+        if not self._reference_tasks <= set(self._tasks):
+            raise FlowValidationError("Some reference tasks are not in the flow.")
+        self.sorted_tasks()
+
+    def copy(self) -> Flow:
+        """A copy with its own task and edge collections (the tasks are shared)."""
+        new = _copy.copy(self)
+        new.constants = {t: dict(c) for t, c in self.constants.items()}
+        new.slugs = dict(self.slugs)
+        new._by_slug = dict(self._by_slug)
+        new._slug_counts = dict(self._slug_counts)
+        new._tasks = dict(self._tasks)
+        new._edges = dict(self._edges)
+        new._upstream = {t: list(es) for t, es in self._upstream.items()}
+        new._downstream = {t: list(es) for t, es in self._downstream.items()}
+        new._reference_tasks = set(self._reference_tasks)
+        return new
+
+    def visualize(self, filename: str | None = None, format: str | None = None) -> str:
+        """The graph in DOT; written to ``filename`` if given (``.dot``/``.gv`` as
+        text, other formats through the optional ``graphviz`` package)."""
+        from cairnflow.core.visualize import visualize
+
+        return visualize(self, filename, format)
+
+    # -- running -----------------------------------------------------------------
+
+    def run(self, parameters: dict[str, Any] | None = None, executor: Executor | None = None,
+            store: StateStore | str | None = None, run_on_schedule: bool | None = None,
+            on_transition: Callable[[Transition], None] | None = None,
+            context: dict[str, Any] | None = None, **kwargs: Any) -> State | None:
+        """Run the flow durably and return its final state.
+
+        Keyword arguments that name a parameter are parameter values. Every
+        transition is recorded in ``store`` (a ``StateStore`` or a SQLAlchemy
+        URL; by default ``$CAIRNFLOW_HOME/cairnflow.db``). With a schedule,
+        the flow runs at each scheduled time and the last state is returned.
+
+        Args:
+            parameters: parameter values by name.
+            executor: how to run tasks (the flow's executor, else LocalExecutor).
+            store: where to record the run.
+            run_on_schedule: set False to run once now despite a schedule.
+            on_transition: called with each transition after it is recorded.
+            context: extra values for ``cairnflow.context`` inside tasks.
+        """
+        from cairnflow.runner.api import run_flow
+
+        return run_flow(self, parameters=parameters, executor=executor, store=store,
+                        run_on_schedule=run_on_schedule, on_transition=on_transition,
+                        context=context, **kwargs)
+
+    def resume(self, run_id: str | None = None, executor: Executor | None = None,
+               store: StateStore | str | None = None,
+               on_transition: Callable[[Transition], None] | None = None) -> State:
+        """Continue a run of this flow that did not succeed, with this flow's code.
+
+        ``run_id`` None picks the latest run of this flow that did not succeed.
+        Tasks that succeeded are not run again; their stored results are used.
+        """
+        from cairnflow.runner.api import resume_flow
+
+        return resume_flow(self, run_id=run_id, executor=executor, store=store,
+                           on_transition=on_transition)
+
+    def register(self, *args: Any, **kwargs: Any) -> None:
+        """Not available yet: registration arrives with cairnflow's server.
+
+        Today, run a flow file with ``cairnflow run FILE`` and inspect it with
+        ``cairnflow runs ...``.
+        """
+        raise NotImplementedError(
+            "flow.register() arrives with `cairnflow server`; for now run the flow with "
+            "`cairnflow run FILE` and inspect it with `cairnflow runs ls`.")
+
+
+def _holds_task(value: Any) -> bool:
+    from cairnflow.core.collections import _contains_task
+
+    return _contains_task(value)
+
+
+def _caller_file() -> str | None:
+    """The file of the code that created the flow (skipping cairnflow's own frames)."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("cairnflow."):
+        frame = frame.f_back
+    return frame.f_globals.get("__file__") if frame is not None else None

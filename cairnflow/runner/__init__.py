@@ -1,0 +1,1 @@
+"""Running a graph: the flow runner, the task runner, executors, resume."""

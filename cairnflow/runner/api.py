@@ -1,0 +1,281 @@
+"""Starting and resuming flow runs: what ``flow.run()``, ``flow.resume()`` and the
+CLI call. It prepares a run (parameters, store, the run record, prior states)
+and hands it to ``FlowRunner``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import socket
+import sys
+import time
+import uuid
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import pendulum
+
+from cairnflow.core.flow import Flow
+from cairnflow.exceptions import (
+    FlowLoadError, MissingParameterError, RunStillAliveError, UnknownRunError,
+)
+from cairnflow.runner import logs
+from cairnflow.runner.executors import Executor, LocalExecutor
+from cairnflow.runner.flow_runner import FlowRun, FlowRunner
+from cairnflow.runner.loading import is_loading, load_flow_from_file
+from cairnflow.states import Crashed, State, Success
+from cairnflow.statestore import serialize
+from cairnflow.statestore.base import FlowRunRecord, ResumeData, StateStore, Transition
+
+__all__ = ["run_flow", "resume_flow", "resume_run", "flow_hash"]
+
+log = logging.getLogger("cairnflow.flow_runner")
+
+Listener = Callable[[Transition], None]
+
+
+def run_flow(flow: Flow, parameters: dict[str, Any] | None = None,
+             executor: Executor | None = None, store: StateStore | str | None = None,
+             run_on_schedule: bool | None = None, on_transition: Listener | None = None,
+             context: dict[str, Any] | None = None, **kwargs: Any) -> State | None:
+    """Run ``flow`` durably (see ``Flow.run``)."""
+    if is_loading() or _in_spawned_bootstrap():
+        warnings.warn("flow.run() was called while the flow file was being loaded; "
+                      "it is skipped (guard it with `if __name__ == '__main__':`).", stacklevel=3)
+        return None
+    values = _collect_parameters(flow, parameters, kwargs)
+    with _open_store(store) as opened:
+        if flow.schedule is not None and run_on_schedule is not False:
+            return _run_on_schedule(flow, values, executor, opened, on_transition, context)
+        return _start(flow, values, executor, opened, on_transition, context)
+
+
+def _start(flow: Flow, parameters: dict[str, Any], executor: Executor | None,
+           store: StateStore, on_transition: Listener | None, context: dict[str, Any] | None,
+           scheduled_start_time: Any = None) -> State:
+    record = _new_record(flow, parameters)
+    run = FlowRun(flow, store, executor or flow.executor or LocalExecutor(), record,
+                  parameters, None, on_transition, context, scheduled_start_time)
+    return FlowRunner(run).execute()
+
+
+def _run_on_schedule(flow: Flow, parameters: dict[str, Any], executor: Executor | None,
+                     store: StateStore, on_transition: Listener | None,
+                     context: dict[str, Any] | None) -> State | None:
+    """Sleep until each scheduled time and run; return the last state when the
+    schedule has no more times."""
+    state = None
+    after = None
+    while True:
+        events = flow.schedule.next(1, after=after, return_events=True)
+        if not events:
+            return state
+        event = events[0]
+        delay = (event.start_time - pendulum.now("UTC")).total_seconds()
+        if delay > 0:
+            log.info("Waiting for the next scheduled run of %r at %s", flow.name,
+                     event.start_time)
+            time.sleep(delay)
+        values = {**(event.parameter_defaults or {}), **parameters}
+        state = _start(flow, values, executor, store, on_transition, context,
+                       scheduled_start_time=event.start_time)
+        after = event.start_time
+
+
+def resume_flow(flow: Flow, run_id: str | None = None, executor: Executor | None = None,
+                store: StateStore | str | None = None,
+                on_transition: Listener | None = None) -> State:
+    """Resume a run of ``flow`` with this flow's code (see ``Flow.resume``)."""
+    with _open_store(store) as opened:
+        if run_id is None:
+            run_id = _latest_unfinished(opened, flow.name)
+        else:
+            run_id = opened.resolve_run_id(run_id)
+        return _resume(opened, run_id, flow, executor, on_transition)
+
+
+def resume_run(run_id: str, store: StateStore | str | None = None,
+               executor: Executor | None = None,
+               on_transition: Listener | None = None) -> State:
+    """Resume run ``run_id`` with its flow reloaded from its recorded source.
+
+    The source file is executed afresh, so a bug fixed since the failure is
+    picked up; where the file is gone, the copy of the flow saved at the first
+    run is used.
+    """
+    with _open_store(store) as opened:
+        return _resume(opened, opened.resolve_run_id(run_id), None, executor, on_transition)
+
+
+def _resume(store: StateStore, run_id: str, flow: Flow | None, executor: Executor | None,
+            on_transition: Listener | None) -> State:
+    info = store.get_flow_run(run_id)
+    if info.state == "Running":
+        raise RunStillAliveError(
+            f"run {run_id} is still running (pid {info.pid} on {info.host}); "
+            "wait for it to end, or stop that process, before resuming")
+    if info.stored_state == "Success":
+        state = Success(f"Run {run_id} already succeeded; there is nothing to resume.")
+        state.context["flow_run_id"] = run_id
+        return state
+    data = store.load_resume_data(run_id)
+    if flow is None:
+        flow = _load_recorded_flow(data)
+    elif flow.name != data.run.flow_name:
+        raise FlowLoadError(f"run {run_id} is a run of flow {data.run.flow_name!r}, "
+                            f"not of {flow.name!r}")
+    if info.state == "Crashed":
+        _record_crash(store, data, info.pid, info.host)
+    _report_changes(flow, data)
+    parameters = serialize.load(data.run.parameters_blob, "the run's parameters") \
+        if data.run.parameters_blob else dict(data.run.parameters)
+    record = _new_record(flow, parameters, run_id=run_id, attempt=data.run.attempt + 1)
+    run = FlowRun(flow, store, executor or flow.executor or LocalExecutor(), record,
+                  parameters, data, on_transition, None, None)
+    return FlowRunner(run).execute()
+
+
+def _latest_unfinished(store: StateStore, flow_name: str) -> str:
+    for info in store.list_runs(flow_name=flow_name):
+        if info.stored_state != "Success":
+            return info.id
+    raise UnknownRunError(f"flow {flow_name!r} has no run that did not succeed; "
+                          "there is nothing to resume")
+
+
+def _load_recorded_flow(data: ResumeData) -> Flow:
+    run = data.run
+    if run.source_file and os.path.isfile(run.source_file):
+        return load_flow_from_file(run.source_file, run.source_variable)
+    if run.flow_blob is not None:
+        log.warning("The source of run %s (%s) is gone; resuming with the copy of the flow "
+                    "saved at its first run.", run.id, run.source_file or "unknown file")
+        return serialize.load(run.flow_blob, "the saved flow")
+    raise FlowLoadError(f"run {run.id}: its source ({run.source_file or 'unknown'}) is gone "
+                        "and no copy of the flow was saved; resume it from Python with "
+                        "flow.resume(run_id)")
+
+
+def _record_crash(store: StateStore, data: ResumeData, pid: int, host: str) -> None:
+    """Close the dead attempt's history: its flow run and running task runs Crashed."""
+    message = f"The process running this (pid {pid} on {host}) died."
+    now = pendulum.now("UTC")
+    attempt = data.run.attempt
+    crashed = [Transition(data.run.id, attempt, info.task_slug, info.task_name, info.map_index,
+                          "Crashed", message, now)
+               for info in data.task_runs.values() if info.state == "Running"]
+    crashed.append(Transition(data.run.id, attempt, None, data.run.flow_name, None, "Crashed",
+                              message, now))
+    store.record_transitions(crashed)
+
+
+def _report_changes(flow: Flow, data: ResumeData) -> None:
+    before = {slug for slug, _ in data.task_runs}
+    now = set(flow.slugs.values())
+    for slug in sorted(now - before):
+        log.info("Task %r is new since this run started; it will run.", slug)
+    for slug in sorted(before - now):
+        log.warning("Task %r ran in this run before but is no longer in the flow; its history "
+                    "is kept and it will not run.", slug)
+
+
+# -- the run record -------------------------------------------------------------------
+
+
+def _new_record(flow: Flow, parameters: dict[str, Any], run_id: str | None = None,
+                attempt: int = 1) -> FlowRunRecord:
+    return FlowRunRecord(
+        id=run_id or str(uuid.uuid4()), flow_name=flow.name, flow_hash=flow_hash(flow),
+        parameters=_json_safe(parameters), parameters_blob=_dump_or_none(parameters),
+        source_file=flow.source, source_variable=_source_variable(flow),
+        flow_blob=_dump_or_none(flow) if attempt == 1 else None, attempt=attempt,
+        pid=os.getpid(), host=socket.gethostname(), started_at=pendulum.now("UTC"))
+
+
+def flow_hash(flow: Flow) -> str:
+    """A hash of the flow's structure: its slugs and edges (not its code)."""
+    digest = hashlib.sha256()
+    for task in flow.sorted_tasks():
+        digest.update(flow.slugs[task].encode())
+        for edge in flow.upstream_edges(task):
+            digest.update(f"<{flow.slugs[edge.upstream_task]}:{edge.key}:{edge.mapped}:"
+                          f"{edge.flattened}".encode())
+    return digest.hexdigest()[:16]
+
+
+def _source_variable(flow: Flow) -> str | None:
+    if getattr(flow, "source_variable", None) or flow.source is None:
+        return getattr(flow, "source_variable", None)
+    for module in list(sys.modules.values()):
+        if getattr(module, "__file__", None) == flow.source:
+            for name, value in list(vars(module).items()):
+                if value is flow:
+                    return name
+    return None
+
+
+def _dump_or_none(value: Any) -> serialize.SerializedResult | None:
+    try:
+        return serialize.dump(value)
+    except Exception as exc:
+        log.debug("could not pickle %r: %r", type(value).__name__, exc)
+        return None
+
+
+def _json_safe(parameters: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(parameters, default=repr))
+
+
+def _collect_parameters(flow: Flow, parameters: dict[str, Any] | None,
+                        kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Parameter values from ``parameters`` and matching keyword arguments, checked
+    before anything runs."""
+    declared = {p.name: p for p in flow.parameters()}
+    values = dict(parameters or {})
+    unknown_kwargs = [k for k in kwargs if k not in declared]
+    if unknown_kwargs:
+        raise TypeError(f"Flow.run() got unexpected keyword arguments: {unknown_kwargs} "
+                        f"(the flow's parameters are {sorted(declared)})")
+    values.update(kwargs)
+    unexpected = sorted(set(values) - set(declared))
+    if unexpected:
+        raise ValueError(f"Flow.run received the following unexpected parameters: "
+                         f"{', '.join(unexpected)}")
+    missing = sorted(name for name, p in declared.items() if p.required and name not in values)
+    if missing:
+        raise MissingParameterError(f"Flow.run did not receive the following required "
+                                    f"parameters: {', '.join(missing)}")
+    return values
+
+
+class _open_store:  # noqa: N801 - used as a context manager
+    """A ``StateStore`` from an instance (left open) or a URL/None (opened and closed)."""
+
+    def __init__(self, store: StateStore | str | None):
+        self.given = store
+        self.owned: StateStore | None = None
+
+    def __enter__(self) -> StateStore:
+        logs.install()
+        if isinstance(self.given, StateStore):
+            return self.given
+        from cairnflow.statestore import open_store
+
+        self.owned = open_store(self.given)
+        return self.owned
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.owned is not None:
+            self.owned.close()
+
+
+def _in_spawned_bootstrap() -> bool:
+    """A worker process of the processes executor re-imports the main script as
+    ``__mp_main__``; a bare ``flow.run()`` in it must not run the flow again."""
+    return bool(getattr(multiprocessing.current_process(), "_inheriting", False))
+

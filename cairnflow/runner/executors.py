@@ -1,0 +1,227 @@
+"""Executors: where task runs are scheduled and where task code runs.
+
+The engine's bookkeeping for a task run (triggers, retries, recording every
+transition) always happens in the flow's own process. An executor decides two
+things: whether independent task runs proceed at the same time (``submit``),
+and where the task's own code is called (``run_task_code``): in this thread,
+in a pool of processes, or on a Dask cluster.
+
+Example:
+    >>> from cairnflow import executors
+    >>> executor = executors.LocalDaskExecutor(scheduler="threads", num_workers=4)
+"""
+
+from __future__ import annotations
+
+import contextvars
+import multiprocessing
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
+from typing import Any
+
+from cairnflow.runner import remote
+
+__all__ = ["Executor", "LocalExecutor", "LocalDaskExecutor", "DaskExecutor", "TaskTimeout"]
+
+
+class TaskTimeout(Exception):
+    """Raised to the engine (never to user code) when task code exceeds its timeout."""
+
+
+class Executor:
+    """Base executor: runs everything in order, in the calling thread.
+
+    Subclasses set ``parallel`` and override ``start``, ``submit`` or
+    ``run_task_code``.
+    """
+
+    parallel = False
+    """Whether independent task runs may proceed at the same time."""
+
+    @contextmanager
+    def start(self) -> Iterator[None]:
+        """Acquire the executor's resources for the duration of a flow run."""
+        yield
+
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+        """Run ``fn(*args, **kwargs)`` (engine work for one task run); return a future."""
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # handed to whoever waits on the future
+            future.set_exception(exc)
+        return future
+
+    def wait(self, futures: Iterable[Future]) -> list[Any]:
+        """The results of ``futures``, in order, once all are done."""
+        return [f.result() for f in futures]
+
+    def run_task_code(self, fn: Callable[..., Any], kwargs: dict[str, Any],
+                      timeout: float | None = None) -> Any:
+        """Call the task's code; raise ``TaskTimeout`` past ``timeout`` seconds."""
+        if timeout is None:
+            return fn(**kwargs)
+        return _call_with_timeout(fn, kwargs, timeout)
+
+
+class LocalExecutor(Executor):
+    """Runs tasks one at a time, in the flow's thread, in dependency order (the default)."""
+
+
+class LocalDaskExecutor(Executor):
+    """Runs independent tasks at the same time on this machine.
+
+    Prefect 1's name; it needs no Dask. ``scheduler="threads"`` calls task code
+    in a pool of threads (good for I/O), ``"processes"`` in a pool of worker
+    processes (good for CPU-bound Python; task code, arguments and results
+    must be picklable by cloudpickle), ``"synchronous"`` in order, like
+    ``LocalExecutor``.
+
+    Args:
+        scheduler: "threads", "processes" or "synchronous".
+        num_workers: how many task runs proceed at once (the CPU count by default).
+    """
+
+    def __init__(self, scheduler: str = "threads", num_workers: int | None = None):
+        if scheduler not in ("threads", "processes", "synchronous"):
+            raise ValueError(f'scheduler must be "threads", "processes" or "synchronous", '
+                             f"not {scheduler!r}")
+        if num_workers is not None and num_workers < 1:
+            raise ValueError("num_workers must be at least 1")
+        self.scheduler = scheduler
+        self.num_workers = num_workers or os.cpu_count() or 1
+        self.parallel = scheduler != "synchronous"
+        self._threads: ThreadPoolExecutor | None = None
+        self._processes: ProcessPoolExecutor | None = None
+
+    def __repr__(self) -> str:
+        return f"<LocalDaskExecutor: {self.scheduler}, {self.num_workers} workers>"
+
+    @contextmanager
+    def start(self) -> Iterator[None]:
+        if not self.parallel:
+            yield
+            return
+        self._threads = ThreadPoolExecutor(self.num_workers, thread_name_prefix="cairnflow")
+        if self.scheduler == "processes":
+            # spawn, not fork: the flow's process has threads (heartbeat, pool) and locks.
+            self._processes = ProcessPoolExecutor(
+                self.num_workers, mp_context=multiprocessing.get_context("spawn"))
+        try:
+            yield
+        finally:
+            self._threads.shutdown(wait=True, cancel_futures=True)
+            if self._processes is not None:
+                self._processes.shutdown(wait=True, cancel_futures=True)
+            self._threads = self._processes = None
+
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+        if self._threads is None:
+            return super().submit(fn, *args, **kwargs)
+        ctx = contextvars.copy_context()
+        return self._threads.submit(ctx.run, fn, *args, **kwargs)
+
+    def run_task_code(self, fn: Callable[..., Any], kwargs: dict[str, Any],
+                      timeout: float | None = None) -> Any:
+        if self._processes is None:
+            return super().run_task_code(fn, kwargs, timeout)
+        payload = remote.pack(fn, kwargs)
+        future = self._processes.submit(remote.call, payload)
+        return _await_remote(future, timeout)
+
+
+class DaskExecutor(Executor):
+    """Runs task code on a Dask cluster (``pip install "cairnflow[dask]"``).
+
+    Args:
+        address: the scheduler of an existing cluster; None starts a local one.
+        cluster_class: the cluster to start when no address is given
+            (``distributed.LocalCluster`` by default).
+        cluster_kwargs: passed to ``cluster_class``.
+        client_kwargs: passed to ``distributed.Client``.
+    """
+
+    parallel = True
+
+    def __init__(self, address: str | None = None, cluster_class: Any = None,
+                 cluster_kwargs: dict | None = None, client_kwargs: dict | None = None):
+        self.address = address
+        self.cluster_class = cluster_class
+        self.cluster_kwargs = dict(cluster_kwargs or {})
+        self.client_kwargs = dict(client_kwargs or {})
+        self._client: Any = None
+        self._threads: ThreadPoolExecutor | None = None
+
+    @contextmanager
+    def start(self) -> Iterator[None]:
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise ImportError('DaskExecutor needs Dask: pip install "cairnflow[dask]"') from None
+        cluster = None
+        if self.address is None:
+            cluster = (self.cluster_class or LocalCluster)(**self.cluster_kwargs)
+        with Client(self.address or cluster, **self.client_kwargs) as client:
+            self._client = client
+            workers = max(4, sum(client.nthreads().values()))
+            self._threads = ThreadPoolExecutor(workers, thread_name_prefix="cairnflow-dask")
+            try:
+                yield
+            finally:
+                self._threads.shutdown(wait=True, cancel_futures=True)
+                self._client = self._threads = None
+                if cluster is not None:
+                    cluster.close()
+
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+        ctx = contextvars.copy_context()
+        return self._threads.submit(ctx.run, fn, *args, **kwargs)
+
+    def run_task_code(self, fn: Callable[..., Any], kwargs: dict[str, Any],
+                      timeout: float | None = None) -> Any:
+        future = self._client.submit(remote.call, remote.pack(fn, kwargs), pure=False)
+        try:
+            packed = future.result(timeout=timeout)
+        except TimeoutError:
+            future.cancel()
+            raise TaskTimeout() from None
+        return remote.unpack(packed)
+
+
+def _await_remote(future: Future, timeout: float | None) -> Any:
+    try:
+        packed = future.result(timeout=timeout)
+    except FutureTimeout:
+        future.cancel()
+        raise TaskTimeout() from None
+    return remote.unpack(packed)
+
+
+def _call_with_timeout(fn: Callable[..., Any], kwargs: dict[str, Any], timeout: float) -> Any:
+    """Run ``fn`` in a helper thread and stop waiting after ``timeout`` seconds.
+
+    Python cannot kill a thread: task code that overruns keeps running in the
+    background, but its result is ignored and the task is TimedOut.
+    """
+    outcome: dict[str, Any] = {}
+    ctx = contextvars.copy_context()
+
+    def target() -> None:
+        try:
+            outcome["value"] = ctx.run(fn, **kwargs)
+        except BaseException as exc:  # re-raised in the caller's thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=target, daemon=True, name="cairnflow-timeout")
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise TaskTimeout()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+

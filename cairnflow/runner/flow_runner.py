@@ -1,0 +1,320 @@
+"""Running a flow: schedule its task runs, map, and decide the final state.
+
+``FlowRunner`` hands each task to the ``TaskRunner`` once its upstream tasks
+are done: in dependency order with a sequential executor, or as soon as they
+are ready with a parallel one. A mapped task is planned here (``_plan_map``)
+into children, which run like any task run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable, Sized
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from typing import Any
+
+import pendulum
+
+from cairnflow.context import enter as enter_context, leave as leave_context
+from cairnflow.core.flow import Flow
+from cairnflow.core.task import Task
+from cairnflow.runner import logs
+from cairnflow.runner.executors import Executor
+from cairnflow.runner.recorder import Recorder
+from cairnflow.runner.task_runner import UPSTREAM_SKIPPED, TaskRunner, flat_states
+from cairnflow.states import (
+    Cancelled, Failed, Mapped, Paused, Pending, Running, Skipped, State, Success,
+)
+from cairnflow.statestore.base import FlowRunRecord, ResumeData, StateStore, TaskKey, Transition
+
+log = logging.getLogger("cairnflow.flow_runner")
+
+ChildPlan = list[tuple[list[State], dict[str, Any]]]
+UNMAPPABLE = "At least one upstream state has an unmappable result."
+
+
+class FlowRun:
+    """What every task run of one flow-run attempt shares."""
+
+    def __init__(self, flow: Flow, store: StateStore, executor: Executor, record: FlowRunRecord,
+                 parameters: dict[str, Any], prior: ResumeData | None,
+                 on_transition: Callable[[Transition], None] | None,
+                 extra_context: dict[str, Any] | None, scheduled_start_time: Any):
+        self.flow = flow
+        self.store = store
+        self.executor = executor
+        self.record = record
+        self.parameters = parameters
+        self.recorder = Recorder(store, record.id, record.attempt, on_transition)
+        self.prior_states: dict[TaskKey, Any] = prior.task_runs if prior else {}
+        self.prior_results = prior.results if prior else {}
+        self.last_states: dict[TaskKey, State] = {}
+        now = pendulum.now("UTC")
+        self.base_context: dict[str, Any] = {
+            **(extra_context or {}),
+            "flow_name": flow.name, "flow_run_id": record.id, "parameters": parameters,
+            "scheduled_start_time": scheduled_start_time or now, "date": now,
+            "today": now.to_date_string(), "flow_run_attempt": record.attempt,
+            "_log_sink": self.recorder.log_record,
+        }
+
+    def task_context(self, task: Task, slug: str, map_index: int | None) -> dict[str, Any]:
+        """The context a task run's trigger and code see (a fresh dict per task run)."""
+        full_name = task.name if map_index is None else f"{task.name}[{map_index}]"
+        ctx = {
+            **self.base_context, "task_name": task.name, "task_slug": slug,
+            "task_full_name": full_name, "map_index": map_index, "task_tags": task.tags,
+            "task_run_id": f"{self.record.id}/{slug}" + ("" if map_index is None else f"/{map_index}"),
+            "task_run_count": 1, "task_loop_count": 1, "task_loop_result": None,
+            "logger": logging.getLogger(f"cairnflow.{task.name}"),
+        }
+        prior = self.prior_states.get((slug, map_index))
+        if prior is not None and prior.state == "Paused":
+            ctx["resume"] = True  # resuming the run approves a manual_only task
+        if task.log_stdout:
+            ctx["_stdout_buffer"] = []
+        return ctx
+
+    def flush_stdout(self) -> None:
+        logs.flush_captured_stdout()
+
+
+class FlowRunner:
+    """Runs one attempt of a flow run to its final state."""
+
+    def __init__(self, run: FlowRun):
+        self.run = run
+        self.flow = run.flow
+        self.task_runner = TaskRunner(run)
+        self.states: dict[Task, State] = {}
+
+    def execute(self) -> State:
+        """Run every task and return the flow's final state, with every transition recorded."""
+        run, flow = self.run, self.flow
+        order = flow.sorted_tasks()
+        run.store.record_flow_run(run.record)
+        run.recorder.transition(None, flow.name, None, Running("Running flow."), durable=True)
+        token = enter_context(run.base_context)
+        try:
+            log.info("Beginning flow run %r (run %s, attempt %d)", flow.name, run.record.id,
+                     run.record.attempt)
+            with run.executor.start(), run.recorder.heartbeat(), \
+                    logs.capture_stdout(any(t.log_stdout for t in order)):
+                if run.executor.parallel:
+                    self._run_parallel(order)
+                else:
+                    self._run_in_order(order)
+            final = self._handle_flow_state(self._final_state())
+            log.info("Flow run %s: %s", final.name.upper(), final.message)
+        except BaseException as exc:
+            self._record_abort(exc)
+            raise
+        finally:
+            leave_context(token)
+        run.recorder.transition(None, flow.name, None, final, durable=True)
+        final.result = dict(self.states)
+        final.context["flow_run_id"] = run.record.id
+        return final
+
+    # -- scheduling ---------------------------------------------------------------
+
+    def _run_in_order(self, order: tuple[Task, ...]) -> None:
+        for task in order:
+            if self._is_mapped(task):
+                plan = self._plan_map(task)
+                if isinstance(plan, State):
+                    self.states[task] = plan
+                    continue
+                children = [self.task_runner.run(task, self._slug(task), i, ups, inputs)
+                            for i, (ups, inputs) in enumerate(plan)]
+                self.states[task] = Mapped(self._mapped_message(plan), map_states=children)
+            else:
+                self.states[task] = self._run_single(task)
+
+    def _run_parallel(self, order: tuple[Task, ...]) -> None:
+        """Submit each task run as soon as its upstream tasks are done."""
+        waiting = {t: len(self.flow.upstream_tasks(t)) for t in order}
+        ready = deque(t for t in order if waiting[t] == 0)
+        running: dict[Future, tuple[Task, int | None]] = {}
+        children: dict[Task, list[State | None]] = {}
+
+        def done(task: Task, state: State) -> None:
+            self.states[task] = state
+            for downstream in dict.fromkeys(e.downstream_task
+                                            for e in self.flow.downstream_edges(task)):
+                waiting[downstream] -= 1
+                if waiting[downstream] == 0:
+                    ready.append(downstream)
+
+        submit = self.run.executor.submit
+        while ready or running:
+            while ready:
+                task = ready.popleft()
+                if not self._is_mapped(task):
+                    running[submit(self._run_single, task)] = (task, None)
+                    continue
+                plan = self._plan_map(task)
+                if isinstance(plan, State):
+                    done(task, plan)
+                    continue
+                if not plan:
+                    done(task, Mapped(self._mapped_message(plan), map_states=[]))
+                    continue
+                children[task] = [None] * len(plan)
+                for i, (ups, inputs) in enumerate(plan):
+                    future = submit(self.task_runner.run, task, self._slug(task), i, ups, inputs)
+                    running[future] = (task, i)
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                task, index = running.pop(future)
+                state = future.result()  # an engine or store error stops the run here
+                if index is None:
+                    done(task, state)
+                    continue
+                siblings = children[task]
+                siblings[index] = state
+                if all(s is not None for s in siblings):
+                    done(task, Mapped(f"Mapped {len(siblings)} task runs.", map_states=siblings))
+            if not ready:
+                self.run.recorder.flush()  # nothing new starts: commit what just finished
+
+    def _run_single(self, task: Task) -> State:
+        upstream: list[State] = []
+        inputs = dict(self.flow.constants.get(task, ()))
+        for edge in self.flow.upstream_edges(task):
+            state = self.states[edge.upstream_task]
+            upstream.append(state)
+            if edge.key is not None:
+                value = _result_of(state)
+                inputs[edge.key] = _flatten(value) if edge.flattened else value
+        return self.task_runner.run(task, self._slug(task), None, upstream, inputs)
+
+    # -- mapping --------------------------------------------------------------------
+
+    def _is_mapped(self, task: Task) -> bool:
+        return any(e.mapped for e in self.flow.upstream_edges(task))
+
+    def _plan_map(self, task: Task) -> State | ChildPlan:
+        """The children of a mapped task (their upstream states and inputs), or the
+        state the whole task ends in when it cannot map."""
+        slug = self._slug(task)
+        edges = self.flow.upstream_edges(task)
+        upstream = [(e, self.states[e.upstream_task]) for e in edges]
+        parent_level = [s for _, s in upstream if not isinstance(s, Mapped)]
+        state = self._check_map_ready(task, slug, upstream, parent_level)
+        if state is not None:
+            return self.task_runner.enter(task, slug, None, state)
+        columns: list[tuple[Any, list[Any], list[State] | None]] = []
+        for edge, s in upstream:
+            if edge.mapped:
+                values, child_states = _map_values(s, edge.flattened)
+                if values is None:
+                    return self.task_runner.enter(task, slug, None, Failed(UNMAPPABLE))
+                columns.append((edge, values, child_states))
+        lengths = [len(v) for e, v, c in columns if e.key is not None or c is not None]
+        count = min(lengths) if lengths else 0
+        shared = dict(self.flow.constants.get(task, ()))
+        shared_states = []
+        for edge, s in upstream:
+            if not edge.mapped:
+                shared_states.append(s)
+                if edge.key is not None:
+                    value = _result_of(s)
+                    shared[edge.key] = _flatten(value) if edge.flattened else value
+        plan: ChildPlan = []
+        for i in range(count):
+            inputs = dict(shared)
+            states = list(shared_states)
+            for edge, values, child_states in columns:
+                if edge.key is not None:
+                    inputs[edge.key] = values[i]
+                states.append(child_states[i] if child_states else self.states[edge.upstream_task])
+            plan.append((states, inputs))
+        prior = self.run.prior_states.get((slug, None))
+        if prior is None or prior.state != "Mapped":
+            self.task_runner.enter(task, slug, None, Mapped(self._mapped_message(plan)))
+        return plan
+
+    def _check_map_ready(self, task: Task, slug: str, upstream: list[tuple[Any, State]],
+                         parent_level: list[State]) -> State | None:
+        if not all(s.is_finished() for s in parent_level):
+            return Pending("Upstream tasks are not finished.")
+        if task.skip_on_upstream_skip and any(s.is_skipped() for s in parent_level):
+            return Skipped(UPSTREAM_SKIPPED)
+        unusable = [s for e, s in upstream
+                    if e.mapped and not isinstance(s, Mapped) and not s.is_successful()]
+        if unusable:
+            ctx = self.run.task_context(task, slug, None)
+            verdict = self.task_runner.check_trigger(task, ctx, flat_states(s for _, s in upstream))
+            return verdict or Failed(UNMAPPABLE)
+        return None
+
+    @staticmethod
+    def _mapped_message(plan: ChildPlan) -> str:
+        return f"Mapped {len(plan)} task runs."
+
+    # -- the end --------------------------------------------------------------------
+
+    def _final_state(self) -> State:
+        """Prefect 1's rule over the reference tasks (mapped tasks count as their children)."""
+        reference = flat_states(self.states[t] for t in self.flow.reference_tasks())
+        if not all(s.is_finished() for s in reference):
+            waiting = sum(1 for s in reference if not s.is_finished())
+            return Paused(f"{waiting} reference task runs are waiting for approval; "
+                          "resume the run to approve them.")
+        if any(s.is_failed() for s in reference):
+            return Failed("Some reference tasks failed.")
+        if all(s.is_successful() for s in reference):
+            return Success("All reference tasks succeeded.")
+        return Success("All reference tasks finished.")
+
+    def _handle_flow_state(self, new: State) -> State:
+        old: State = Running("Running flow.")
+        for handler in self.flow.state_handlers:
+            new = handler(self.flow, old, new) or new
+        return new
+
+    def _record_abort(self, exc: BaseException) -> None:
+        """Record how the run ended when it did not end normally, if the store allows."""
+        if isinstance(exc, KeyboardInterrupt):
+            state: State = Cancelled("The flow run was interrupted.")
+        else:
+            state = Failed(f"Unexpected error while running flow: {exc!r}")
+        try:
+            self.run.recorder.transition(None, self.flow.name, None, state, durable=True)
+        except Exception:
+            log.debug("could not record the end of run %s", self.run.record.id, exc_info=True)
+
+    def _slug(self, task: Task) -> str:
+        return self.flow.slugs[task]
+
+
+def _result_of(state: State) -> Any:
+    if isinstance(state, Mapped):
+        return [child.result for child in state.map_states]
+    return state.result
+
+
+def _flatten(value: Any) -> list[Any]:
+    return [item for inner in value for item in inner]
+
+
+def _map_values(state: State, flattened: bool) -> tuple[list[Any] | None, list[State] | None]:
+    """The elements a mapped edge iterates over, and each one's upstream state."""
+    if isinstance(state, Mapped):
+        children = state.map_states
+        if not flattened:
+            return [c.result for c in children], list(children)
+        values, states = [], []
+        for child in children:
+            for item in child.result:
+                values.append(item)
+                states.append(child)
+        return values, states
+    result = state.result
+    if flattened:
+        result = _flatten(result)
+    if isinstance(result, (str, bytes, dict)) or not (isinstance(result, Sized) and isinstance(result, Iterable)):
+        return None, None
+    return list(result), None

@@ -1,0 +1,95 @@
+"""Where log records and captured prints go during a run.
+
+Records from ``get_run_logger()`` (loggers under ``cairnflow``) are handed to
+the current run's log sink, found in the run context, so they are stored with
+their flow run and task run; they are also printed to stderr.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TextIO
+
+from cairnflow.context import current
+
+__all__ = ["install", "capture_stdout", "flush_captured_stdout"]
+
+CONSOLE_FORMAT = "[%(asctime)s] %(levelname)s - %(name)s | %(message)s"
+
+
+class RunLogHandler(logging.Handler):
+    """Hands each record to the sink of the run it was emitted in, if any."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        sink = current().get("_log_sink")
+        if sink is not None:
+            sink(record)
+
+
+def install() -> None:
+    """Attach the run handler (and a stderr handler) to the ``cairnflow`` logger, once."""
+    logger = logging.getLogger("cairnflow")
+    if any(isinstance(h, RunLogHandler) for h in logger.handlers):
+        return
+    logger.addHandler(RunLogHandler())
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter(CONSOLE_FORMAT))
+    logger.addHandler(console)
+    logger.setLevel(os.environ.get("CAIRNFLOW_LOG_LEVEL", "INFO").upper())
+    logger.propagate = False
+
+
+class _StdoutRouter(io.TextIOBase):
+    """Sends prints of tasks with ``log_stdout=True`` to their run logger, by line."""
+
+    def __init__(self, original: TextIO):
+        self.original = original
+
+    def write(self, text: str) -> int:
+        buffer = current().get("_stdout_buffer")
+        if buffer is None:
+            return self.original.write(text)
+        buffer.append(text)
+        if "\n" in text:
+            *lines, rest = "".join(buffer).split("\n")
+            buffer[:] = [rest] if rest else []
+            for line in lines:
+                _task_logger().info(line)
+        return len(text)
+
+    def flush(self) -> None:
+        self.original.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.original, name)
+
+
+def _task_logger() -> logging.Logger:
+    return logging.getLogger(f"cairnflow.{current().get('task_name') or 'run'}")
+
+
+@contextmanager
+def capture_stdout(enabled: bool) -> Iterator[None]:
+    """Route prints of tasks that asked for it to their logger while the block runs."""
+    if not enabled or isinstance(sys.stdout, _StdoutRouter):
+        yield
+        return
+    original = sys.stdout
+    sys.stdout = _StdoutRouter(original)
+    try:
+        yield
+    finally:
+        sys.stdout = original
+
+
+def flush_captured_stdout() -> None:
+    """Log what a task printed without a final newline."""
+    buffer = current().get("_stdout_buffer")
+    if buffer:
+        _task_logger().info("".join(buffer))
+        buffer.clear()

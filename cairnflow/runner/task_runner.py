@@ -1,0 +1,222 @@
+"""Running one task run: a straight line of small steps, each producing a state.
+
+``TaskRunner.run`` walks a task run (or one mapped child) through: reuse a
+result from a resumed run, skip on an upstream skip, check the trigger, use a
+cache, then run the code (``Running`` is committed first), looping for LOOP
+and retrying failures. ``_call`` is the one place where exceptions and signals
+become states; ``_enter`` the one place where a state is entered and recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import pendulum
+
+from cairnflow.context import enter as enter_context, leave as leave_context
+from cairnflow import signals
+from cairnflow.runner.cache import CACHE
+from cairnflow.runner.executors import TaskTimeout
+from cairnflow.states import (
+    Failed, Looped, Mapped, Pending, Retrying, Running, Skipped, State, Success, TimedOut,
+    TriggerFailed, state_from_name,
+)
+from cairnflow.statestore import serialize
+
+if TYPE_CHECKING:
+    from cairnflow.core.task import Task
+    from cairnflow.runner.flow_runner import FlowRun
+
+log = logging.getLogger("cairnflow.engine")
+
+UPSTREAM_SKIPPED = ("Upstream task was skipped; if this was not the intended behavior, "
+                    "consider changing `skip_on_upstream_skip=False` for this task.")
+
+
+def flat_states(states: Iterable[State]) -> set[State]:
+    """Upstream states as triggers see them: a mapped task counts as its children."""
+    flat: set[State] = set()
+    for state in states:
+        if isinstance(state, Mapped) and state.map_states:
+            flat.update(state.map_states)
+        else:
+            flat.add(state)
+    return flat
+
+
+class TaskRunner:
+    """Runs task runs of one flow run; shared by all its tasks and threads."""
+
+    def __init__(self, flow_run: FlowRun):
+        self.flow_run = flow_run
+        self.recorder = flow_run.recorder
+
+    # -- the steps ----------------------------------------------------------------
+
+    def run(self, task: Task, slug: str, map_index: int | None,
+            upstream_states: Iterable[State], inputs: dict[str, Any]) -> State:
+        """Run one task run to a final state (or Paused) and return it."""
+        reused = self._reuse_prior(task, slug, map_index)
+        if reused is not None:
+            return reused
+        upstream = flat_states(upstream_states)
+        if not all(s.is_finished() for s in upstream):
+            return Pending("Upstream tasks are not finished.")  # behind a Paused task
+        ctx = self.flow_run.task_context(task, slug, map_index)
+        state = (self._check_upstream_skipped(task, upstream)
+                 or self.check_trigger(task, ctx, upstream)
+                 or self._check_cache(task, slug, inputs))
+        if state is None:
+            return self._run_with_retries(task, slug, map_index, inputs, ctx)
+        return self.enter(task, slug, map_index, state)
+
+    def _reuse_prior(self, task: Task, slug: str, map_index: int | None) -> State | None:
+        """On resume, a task run that succeeded before is not run again."""
+        prior = self.flow_run.prior_states.get((slug, map_index))
+        if prior is None or prior.state not in REUSABLE:
+            return None
+        if prior.state == "Skipped":
+            return Skipped(prior.message)
+        if not prior.has_result:
+            return None  # not checkpointed: run it again to get its result
+        blob = self.flow_run.prior_results[(slug, map_index)]
+        label = f"task {slug!r}" + ("" if map_index is None else f" [{map_index}]")
+        value = serialize.load(blob, what=f"the result of {label}")
+        return state_from_name(prior.state)(prior.message, result=value)
+
+    def _check_upstream_skipped(self, task: Task, upstream: set[State]) -> State | None:
+        if task.skip_on_upstream_skip and any(s.is_skipped() for s in upstream):
+            return Skipped(UPSTREAM_SKIPPED)
+        return None
+
+    def check_trigger(self, task: Task, ctx: dict[str, Any],
+                       upstream: set[State]) -> State | None:
+        token = enter_context(ctx)
+        try:
+            passed = task.trigger(upstream)
+        except signals.PrefectStateSignal as sig:
+            return sig.state
+        except Exception as exc:
+            return TriggerFailed(f"Unexpected error while checking the task trigger: {exc!r}",
+                                 result=exc)
+        finally:
+            leave_context(token)
+        if not passed:
+            name = getattr(task.trigger, "__name__", "trigger")
+            return TriggerFailed(f'Trigger was "{name}" but it returned False.')
+        return None
+
+    def _check_cache(self, task: Task, slug: str, inputs: dict[str, Any]) -> State | None:
+        if task.cache_for is None:
+            return None
+        return CACHE.lookup(self._cache_key(task, slug), task, inputs, self.flow_run.parameters)
+
+    def _cache_key(self, task: Task, slug: str) -> str:
+        return task.cache_key or f"{self.flow_run.flow.name}/{slug}"
+
+    def _run_with_retries(self, task: Task, slug: str, map_index: int | None,
+                          inputs: dict[str, Any], ctx: dict[str, Any]) -> State:
+        run_count, loop_count, loop_result = 0, 1, None
+        while True:
+            run_count += 1
+            running = self.enter(task, slug, map_index, Running("Starting task run."),
+                                  durable=True)
+            if not isinstance(running, Running):
+                return running
+            ctx.update(task_run_count=run_count, task_loop_count=loop_count,
+                       task_loop_result=loop_result)
+            state = self._call(task, inputs, ctx)
+            if isinstance(state, Looped):
+                state.loop_count = loop_count
+                self.enter(task, slug, map_index, state)
+                loop_count, loop_result = loop_count + 1, state.result
+                run_count -= 1  # a loop iteration is not a retry
+                continue
+            if isinstance(state, Failed) and run_count <= task.max_retries:
+                state = Retrying(f"Retrying Task (after attempt {run_count} of "
+                                 f"{task.max_retries + 1})",
+                                 start_time=pendulum.now("UTC") + task.retry_delay,
+                                 run_count=run_count)
+            if isinstance(state, Retrying):  # from a failure, or a RETRY signal
+                state = self.enter(task, slug, map_index, state)
+                self._sleep_until(state)
+                continue
+            if isinstance(state, Success) and task.cache_for is not None:
+                CACHE.store(self._cache_key(task, slug), task, state.result, inputs,
+                            self.flow_run.parameters)
+            return self._finish(task, slug, map_index, state)
+
+    def _call(self, task: Task, inputs: dict[str, Any], ctx: dict[str, Any]) -> State:
+        """Call the task's code: the one place where outcomes become states."""
+        token = enter_context(ctx)
+        try:
+            value = self.flow_run.executor.run_task_code(task.run, inputs, task.timeout)
+        except signals.PrefectStateSignal as sig:
+            return sig.state
+        except signals.ENDRUN as end:
+            return end.state
+        except TaskTimeout:
+            return TimedOut("Task timed out during execution.")
+        except Exception as exc:
+            log.debug("task %s raised", ctx["task_full_name"], exc_info=True)
+            return Failed(f"Error during execution of task: {exc!r}", result=exc)
+        finally:
+            if task.log_stdout:
+                self.flow_run.flush_stdout()
+            leave_context(token)
+        return Success("Task run succeeded.", result=value)
+
+    def _finish(self, task: Task, slug: str, map_index: int | None, state: State) -> State:
+        """Enter the final state; a successful result is checkpointed with it."""
+        blob = None
+        if task.checkpoint and isinstance(state, Success) and not isinstance(state, Skipped):
+            blob = self._serialize(task, slug, state.result)
+        return self.enter(task, slug, map_index, state, result=blob)
+
+    def _serialize(self, task: Task, slug: str, value: Any) -> serialize.SerializedResult | None:
+        try:
+            return serialize.dump(value)
+        except Exception as exc:
+            logging.getLogger(f"cairnflow.{task.name}").warning(
+                "The result of task %r could not be pickled (%r); it is not checkpointed, so "
+                "a resumed run will run this task again.", slug, exc)
+            return None
+
+    @staticmethod
+    def _sleep_until(state: State) -> None:
+        start = getattr(state, "start_time", None)
+        if start is not None:
+            delay = (start - pendulum.now("UTC")).total_seconds()
+            if delay > 0:
+                time.sleep(delay)
+
+    # -- entering a state -----------------------------------------------------------
+
+    def enter(self, task: Task, slug: str, map_index: int | None, state: State,
+               result: serialize.SerializedResult | None = None, durable: bool = False) -> State:
+        """Run the state handlers, then record the state (before anything acts on it)."""
+        if task.state_handlers or (task.on_failure and state.is_failed()):
+            state = self._handle(task, (slug, map_index), state)
+        self.recorder.transition(slug, task.name, map_index, state, result=result,
+                                 durable=durable)
+        return state
+
+    def _handle(self, task: Task, key: tuple[str, int | None], new: State) -> State:
+        """Call the task's state handlers; an error in one fails the task run."""
+        old = self.flow_run.last_states.get(key) or Pending()
+        try:
+            for handler in task.state_handlers:
+                new = handler(task, old, new) or new
+            if task.on_failure and new.is_failed():
+                task.on_failure(task, new)
+        except Exception as exc:
+            new = Failed(f"Exception raised while calling state handlers: {exc!r}", result=exc)
+        self.flow_run.last_states[key] = new
+        return new
+
+
+REUSABLE = frozenset({"Success", "Cached", "Skipped"})
+"""Stored states whose task runs a resumed run does not run again."""
