@@ -141,6 +141,7 @@ class Task:
                  upstream_tasks: Iterable[Any] | None = None, flow: Flow | None = None,
                  **kwargs: Any) -> Task:
         """Add a copy of this task to the active flow, bound to these arguments."""
+        self._signature()  # computed once here, shared by every copy
         new = self.copy(**(task_args or {}))
         return new.bind(*args, mapped=mapped, upstream_tasks=upstream_tasks, flow=flow, **kwargs)
 

@@ -23,6 +23,22 @@ from cairnflow.statestore.serialize import SerializedResult
 
 
 @dataclass
+class _TaskRun:
+    slug: str
+    name: str | None
+    map_index: int | None
+    state: str = "Pending"
+    message: str | None = None
+    attempts: int = 0
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+
+    def info(self, has_result: bool) -> TaskRunInfo:
+        return TaskRunInfo(self.slug, self.name, self.map_index, self.state, self.message,
+                           self.attempts, self.started_at, self.ended_at, has_result)
+
+
+@dataclass
 class _Run:
     record: FlowRunRecord
     created_at: datetime
@@ -30,7 +46,7 @@ class _Run:
     message: str | None = None
     ended_at: datetime | None = None
     updated_at: datetime = field(default_factory=lambda: pendulum.now("UTC"))
-    task_runs: dict[TaskKey, TaskRunInfo] = field(default_factory=dict)
+    task_runs: dict[TaskKey, _TaskRun] = field(default_factory=dict)
     results: dict[TaskKey, SerializedResult] = field(default_factory=dict)
     history: list[Transition] = field(default_factory=list)
     logs: list[LogEntry] = field(default_factory=list)
@@ -84,26 +100,22 @@ class MemoryStore(StateStore):
                 self._apply(self._runs[t.flow_run_id], t)
 
     def _apply(self, run: _Run, t: Transition) -> None:
-        run.history.append(replace(t, result=None))
+        run.history.append(t)  # results are stripped when history is read
         if t.task_slug is None:
             run.state, run.message = t.state, t.message
             run.ended_at = t.timestamp if _is_finished(t.state) else None
             return
         key = (t.task_slug, t.map_index)
-        prior = run.task_runs.get(key)
-        running = t.state == "Running"
-        attempts = (prior.attempts if prior else 0) + running
-        started = prior.started_at if prior and prior.started_at else None
-        if running and started is None:
-            started = t.timestamp
+        task_run = run.task_runs.get(key)
+        if task_run is None:
+            task_run = run.task_runs[key] = _TaskRun(t.task_slug, t.task_name, t.map_index)
+        task_run.state, task_run.message = t.state, t.message
+        if t.state == "Running":
+            task_run.attempts += 1
+            task_run.started_at = task_run.started_at or t.timestamp
+        task_run.ended_at = t.timestamp if _is_finished(t.state) else None
         if t.result is not None:
             run.results[key] = t.result
-        run.task_runs[key] = TaskRunInfo(
-            task_slug=t.task_slug, task_name=t.task_name, map_index=t.map_index,
-            state=t.state, message=t.message, attempts=attempts, started_at=started,
-            ended_at=t.timestamp if _is_finished(t.state) else None,
-            has_result=key in run.results,
-        )
 
     def record_logs(self, entries: Sequence[LogEntry]) -> None:
         with self._lock:
@@ -167,14 +179,14 @@ class MemoryStore(StateStore):
 
     def get_task_runs(self, run_id: str) -> list[TaskRunInfo]:
         with self._lock:
-            return list(self._run(run_id).task_runs.values())
+            run = self._run(run_id)
+            return [tr.info(key in run.results) for key, tr in run.task_runs.items()]
 
     def get_history(self, run_id: str, task_slug: str | None = None) -> list[Transition]:
         with self._lock:
             history = list(self._run(run_id).history)
-        if task_slug is not None:
-            history = [t for t in history if t.task_slug == task_slug]
-        return history
+        return [t if t.result is None else replace(t, result=None) for t in history
+                if task_slug is None or t.task_slug == task_slug]
 
     def load_result(self, run_id: str, task_slug: str,
                     map_index: int | None = None) -> SerializedResult:
@@ -190,8 +202,8 @@ class MemoryStore(StateStore):
     def load_resume_data(self, run_id: str) -> ResumeData:
         with self._lock:
             run = self._run(run_id)
-            return ResumeData(run=run.record, task_runs=dict(run.task_runs),
-                              results=dict(run.results))
+            task_runs = {key: tr.info(key in run.results) for key, tr in run.task_runs.items()}
+            return ResumeData(run=run.record, task_runs=task_runs, results=dict(run.results))
 
     def get_logs(self, run_id: str, task_slug: str | None = None) -> list[LogEntry]:
         with self._lock:
