@@ -7,6 +7,7 @@ import logging
 
 import pytest
 
+from cairnflow.runner import logs
 from cairnflow.statestore.memory import MemoryStore
 
 
@@ -20,12 +21,14 @@ def cairnflow_home(tmp_path, monkeypatch):
 
 
 @pytest.fixture(autouse=True)
-def _quiet_engine_logs():
-    logger = logging.getLogger("cairnflow")
-    previous = logger.level
-    logger.setLevel(logging.WARNING)
+def _quiet_console_logs():
+    """Keep run logs off the terminal (they are still stored)."""
+    logs.install()
+    console = logs.console_handler()
+    previous = console.level
+    console.setLevel(logging.WARNING)
     yield
-    logger.setLevel(previous)
+    console.setLevel(previous)
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from cairnflow.context import current
 __all__ = ["install", "capture_stdout", "flush_captured_stdout"]
 
 CONSOLE_FORMAT = "[%(asctime)s] %(levelname)s - %(name)s | %(message)s"
+CONSOLE_HANDLER = "cairnflow-console"
 
 
 class RunLogHandler(logging.Handler):
@@ -38,10 +39,18 @@ def install() -> None:
         return
     logger.addHandler(RunLogHandler())
     console = logging.StreamHandler(sys.stderr)
+    console.set_name(CONSOLE_HANDLER)
     console.setFormatter(logging.Formatter(CONSOLE_FORMAT))
+    console.setLevel(os.environ.get("CAIRNFLOW_LOG_LEVEL", "INFO").upper())
     logger.addHandler(console)
-    logger.setLevel(os.environ.get("CAIRNFLOW_LOG_LEVEL", "INFO").upper())
+    logger.setLevel(logging.INFO)  # what is stored; the console shows CAIRNFLOW_LOG_LEVEL up
     logger.propagate = False
+
+
+def console_handler() -> logging.Handler | None:
+    """The stderr handler ``install`` added, to quiet or redirect it."""
+    return next((h for h in logging.getLogger("cairnflow").handlers
+                 if h.get_name() == CONSOLE_HANDLER), None)
 
 
 class _StdoutRouter(io.TextIOBase):
