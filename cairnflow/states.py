@@ -17,6 +17,9 @@ from typing import Any
 
 import pendulum
 
+_now = pendulum.DateTime.now  # the fastest aware "now" pendulum offers; on every state
+_UTC = pendulum.UTC
+
 __all__ = [
     "State", "Pending", "Paused", "Scheduled", "Retrying", "Running", "Finished",
     "Success", "Cached", "Mapped", "Skipped", "Looped", "Failed", "TriggerFailed",
@@ -41,7 +44,7 @@ class State:
                  timestamp: pendulum.DateTime | None = None):
         self.message = message
         self.result = result
-        self.timestamp = timestamp or pendulum.now("UTC")
+        self.timestamp = timestamp or _now(_UTC)
         self.context: dict[str, Any] = {}
 
     def __repr__(self) -> str:

@@ -107,7 +107,7 @@ class Flow:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        _active_flow.reset(self._context_token)
+        _active_flow.reset(self.__dict__.pop("_context_token"))
 
     # -- the graph ---------------------------------------------------------------
 
@@ -137,8 +137,12 @@ class Flow:
         self._upstream[task] = []
         self._downstream[task] = []
         self._sorted = None
+        # Parameters and constants stay root tasks, outside any case (as in Prefect 1)
+        from cairnflow.core.collections import Constant
+
         case = _active_case.get()
-        if case is not None and _active_flow.get() is self:
+        if case is not None and _active_flow.get() is self \
+                and not isinstance(task, (Parameter, Constant)):
             case.add_task(task, self)
         return task
 
@@ -155,6 +159,9 @@ class Flow:
                  mapped: bool = False, flattened: bool = False,
                  validate: bool | None = None) -> Edge:
         """Make ``downstream_task`` depend on ``upstream_task``."""
+        if isinstance(downstream_task, Parameter):
+            raise ValueError("Parameters must be root tasks and can not have upstream "
+                             f"dependencies ({downstream_task} after {upstream_task}).")
         if upstream_task is downstream_task:
             raise FlowValidationError(f"Cycle found: {upstream_task} cannot depend on itself.")
         self.add_task(upstream_task)

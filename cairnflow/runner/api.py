@@ -131,13 +131,13 @@ def _resume(store: StateStore, run_id: str, flow: Flow | None, executor: Executo
                             f"not of {flow.name!r}")
     if info.state == "Crashed":
         _record_crash(store, data, info.pid, info.host)
-    _report_changes(flow, data)
+    notes = _changes_since(flow, data)
     parameters = serialize.load(data.run.parameters_blob, "the run's parameters") \
         if data.run.parameters_blob else dict(data.run.parameters)
     record = _new_record(flow, parameters, run_id=run_id, attempt=data.run.attempt + 1)
     run = FlowRun(flow, store, executor or flow.executor or LocalExecutor(), record,
                   parameters, data, on_transition, None, None)
-    return FlowRunner(run).execute()
+    return FlowRunner(run, notes).execute()
 
 
 def _latest_unfinished(store: StateStore, flow_name: str) -> str:
@@ -174,14 +174,25 @@ def _record_crash(store: StateStore, data: ResumeData, pid: int, host: str) -> N
     store.record_transitions(crashed)
 
 
-def _report_changes(flow: Flow, data: ResumeData) -> None:
+def _changes_since(flow: Flow, data: ResumeData) -> list[tuple[int, str]]:
+    """How the flow being resumed differs from the run's record, in words.
+
+    Only slugs are compared: a task that is in the flow but has no record was
+    either added since or not reached before the run stopped; both will run.
+    """
+    if data.run.flow_hash == flow_hash(flow):
+        return []
     before = {slug for slug, _ in data.task_runs}
     now = set(flow.slugs.values())
-    for slug in sorted(now - before):
-        log.info("Task %r is new since this run started; it will run.", slug)
-    for slug in sorted(before - now):
-        log.warning("Task %r ran in this run before but is no longer in the flow; its history "
-                    "is kept and it will not run.", slug)
+    notes = [(logging.INFO, "The flow's structure changed since this run started.")]
+    notes += [(logging.WARNING, f"Task {slug!r} is no longer in the flow; its history is "
+                                "kept and it will not run.")
+              for slug in sorted(before - now)]
+    unrecorded = sorted(now - before)
+    if unrecorded:
+        notes.append((logging.INFO, f"Tasks with no record in this run (new, or not reached "
+                                    f"before it stopped) will run: {', '.join(unrecorded)}"))
+    return notes
 
 
 # -- the run record -------------------------------------------------------------------
@@ -191,9 +202,9 @@ def _new_record(flow: Flow, parameters: dict[str, Any], run_id: str | None = Non
                 attempt: int = 1) -> FlowRunRecord:
     return FlowRunRecord(
         id=run_id or str(uuid.uuid4()), flow_name=flow.name, flow_hash=flow_hash(flow),
-        parameters=_json_safe(parameters), parameters_blob=_dump_or_none(parameters),
+        parameters=_json_safe(parameters), parameters_blob=_dump_or_none(parameters, "parameters"),
         source_file=flow.source, source_variable=_source_variable(flow),
-        flow_blob=_dump_or_none(flow) if attempt == 1 else None, attempt=attempt,
+        flow_blob=_dump_or_none(flow, "flow") if attempt == 1 else None, attempt=attempt,
         pid=os.getpid(), host=socket.gethostname(), started_at=pendulum.now("UTC"))
 
 
@@ -219,11 +230,13 @@ def _source_variable(flow: Flow) -> str | None:
     return None
 
 
-def _dump_or_none(value: Any) -> serialize.SerializedResult | None:
+def _dump_or_none(value: Any, what: str) -> serialize.SerializedResult | None:
+    """``value`` serialized, or None with a warning: resume then needs the source file."""
     try:
         return serialize.dump(value)
     except Exception as exc:
-        log.debug("could not pickle %r: %r", type(value).__name__, exc)
+        log.warning("The %s of this run cannot be pickled (%r); resuming it will need its "
+                    "source file.", what, exc)
         return None
 
 

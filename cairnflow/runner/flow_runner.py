@@ -16,7 +16,8 @@ from typing import Any
 
 import pendulum
 
-from cairnflow.context import enter as enter_context, leave as leave_context
+from cairnflow.context import current as current_context, enter as enter_context, \
+    leave as leave_context
 from cairnflow.core.flow import Flow
 from cairnflow.core.task import Task
 from cairnflow.runner import logs
@@ -32,6 +33,7 @@ log = logging.getLogger("cairnflow.flow_runner")
 
 ChildPlan = list[tuple[list[State], dict[str, Any]]]
 UNMAPPABLE = "At least one upstream state has an unmappable result."
+_TASK_RUN_KEYS = frozenset({"map_index", "logger", "resume"})
 
 
 class FlowRun:
@@ -50,8 +52,13 @@ class FlowRun:
         self.prior_states: dict[TaskKey, Any] = prior.task_runs if prior else {}
         self.prior_results = prior.results if prior else {}
         self.last_states: dict[TaskKey, State] = {}
+        self._loggers: dict[str, logging.Logger] = {}
         now = pendulum.now("UTC")
         self.base_context: dict[str, Any] = {
+            # as in Prefect 1, `with context(x=1): flow.run()` makes x visible to tasks;
+            # engine internals and an enclosing task run's own values are not inherited
+            **{k: v for k, v in current_context().items()
+               if not k.startswith(("_", "task_")) and k not in _TASK_RUN_KEYS},
             **(extra_context or {}),
             "flow_name": flow.name, "flow_run_id": record.id, "parameters": parameters,
             "scheduled_start_time": scheduled_start_time or now, "date": now,
@@ -67,7 +74,7 @@ class FlowRun:
             "task_full_name": full_name, "map_index": map_index, "task_tags": task.tags,
             "task_run_id": f"{self.record.id}/{slug}" + ("" if map_index is None else f"/{map_index}"),
             "task_run_count": 1, "task_loop_count": 1, "task_loop_result": None,
-            "logger": logging.getLogger(f"cairnflow.{task.name}"),
+            "logger": self._logger(task.name),
         }
         prior = self.prior_states.get((slug, map_index))
         if prior is not None and prior.state == "Paused":
@@ -76,6 +83,12 @@ class FlowRun:
             ctx["_stdout_buffer"] = []
         return ctx
 
+    def _logger(self, task_name: str) -> logging.Logger:
+        logger = self._loggers.get(task_name)
+        if logger is None:
+            logger = self._loggers[task_name] = logging.getLogger(f"cairnflow.{task_name}")
+        return logger
+
     def flush_stdout(self) -> None:
         logs.flush_captured_stdout()
 
@@ -83,8 +96,9 @@ class FlowRun:
 class FlowRunner:
     """Runs one attempt of a flow run to its final state."""
 
-    def __init__(self, run: FlowRun):
+    def __init__(self, run: FlowRun, notes: list[tuple[int, str]] | None = None):
         self.run = run
+        self.notes = notes or []
         self.flow = run.flow
         self.task_runner = TaskRunner(run)
         self.states: dict[Task, State] = {}
@@ -94,18 +108,21 @@ class FlowRunner:
         run, flow = self.run, self.flow
         order = flow.sorted_tasks()
         run.store.record_flow_run(run.record)
-        run.recorder.transition(None, flow.name, None, Running("Running flow."), durable=True)
+        running = self._handle_flow_state(Running("Running flow."), old=Pending())
+        run.recorder.transition(None, flow.name, None, running, durable=True)
         token = enter_context(run.base_context)
         try:
             log.info("Beginning flow run %r (run %s, attempt %d)", flow.name, run.record.id,
                      run.record.attempt)
+            for level, note in self.notes:
+                log.log(level, note)
             with run.executor.start(), run.recorder.heartbeat(), \
                     logs.capture_stdout(any(t.log_stdout for t in order)):
                 if run.executor.parallel:
                     self._run_parallel(order)
                 else:
                     self._run_in_order(order)
-            final = self._handle_flow_state(self._final_state())
+            final = self._handle_flow_state(self._final_state(), old=running)
             log.info("Flow run %s: %s", final.name.upper(), final.message)
         except BaseException as exc:
             self._record_abort(exc)
@@ -113,6 +130,9 @@ class FlowRunner:
         finally:
             leave_context(token)
         run.recorder.transition(None, flow.name, None, final, durable=True)
+        for state in self.states.values():  # Prefect 1: a Mapped state's result is its children's
+            if isinstance(state, Mapped) and state.result is None:
+                state.result = [child.result for child in state.map_states]
         final.result = dict(self.states)
         final.context["flow_run_id"] = run.record.id
         return final
@@ -269,8 +289,9 @@ class FlowRunner:
             return Success("All reference tasks succeeded.")
         return Success("All reference tasks finished.")
 
-    def _handle_flow_state(self, new: State) -> State:
-        old: State = Running("Running flow.")
+    def _handle_flow_state(self, new: State, old: State | None = None) -> State:
+        """Call the flow's state handlers (Prefect 1 calls them on Running too)."""
+        old = old or Running("Running flow.")
         for handler in self.flow.state_handlers:
             new = handler(self.flow, old, new) or new
         return new

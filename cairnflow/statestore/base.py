@@ -286,7 +286,7 @@ class StateStore(ABC):
 
 def require_aware(when: datetime, what: str = "timestamp") -> datetime:
     """Return ``when`` if it is timezone-aware, else raise ``ValueError``."""
-    if when.tzinfo is None or when.utcoffset() is None:
+    if when.tzinfo is None:
         raise ValueError(f"{what} must be timezone-aware (UTC), got naive {when!r}")
     return when
 
