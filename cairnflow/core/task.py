@@ -130,8 +130,8 @@ class Task:
         for key, value in task_args.items():
             if key == "timeout" and isinstance(value, timedelta):
                 value = value.total_seconds()
-            if key == "tags":
-                value = set(value)
+            if key == "tags":  # added to the original's tags, as in Prefect 1
+                value = self.tags | set(value)
             if not hasattr(new, key):
                 raise AttributeError(f"{type(self).__name__} has no setting {key!r}")
             setattr(new, key, value)
@@ -151,10 +151,16 @@ class Task:
         from cairnflow.core.flow import require_flow
 
         flow = require_flow(flow, self)
+        signature = self._signature()
         try:
-            callargs = dict(self._signature().bind(*args, **kwargs).arguments)
+            callargs = dict(signature.bind(*args, **kwargs).arguments)
         except TypeError as exc:
             raise TypeError(f"{self.name}: {exc}") from None
+        # bind() gathers extra keywords under the ``**`` name; each is its own argument
+        var_kw = next((p.name for p in signature.parameters.values()
+                       if p.kind is inspect.Parameter.VAR_KEYWORD), None)
+        if var_kw is not None:
+            callargs.update(callargs.pop(var_kw, {}))
         flow.set_dependencies(task=self, upstream_tasks=upstream_tasks,
                               keyword_tasks=callargs, mapped=mapped)
         return self
