@@ -96,6 +96,8 @@ def not_all_skipped(upstream_states: set[State]) -> bool:
 def _bounded(kind: str, predicate: Callable[[State], bool], at_least: int | float | None,
              at_most: int | float | None) -> Trigger:
     def trigger(upstream_states: set[State]) -> bool:
+        if not upstream_states:
+            return True  # as in Prefect 1: no upstream tasks, nothing to count
         total = len(upstream_states)
         count = sum(1 for s in upstream_states if predicate(s))
         low = _as_count(at_least, total, 0)

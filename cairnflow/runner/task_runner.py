@@ -128,7 +128,10 @@ class TaskRunner:
                 return running
             ctx.update(task_run_count=run_count, task_loop_count=loop_count,
                        task_loop_result=loop_result)
-            state = self._call(task, inputs, ctx)
+            try:
+                state = self._call(task, inputs, ctx)
+            except signals.ENDRUN as end:  # exactly this state: no retry, no loop
+                return self._finish(task, slug, map_index, end.state)
             if isinstance(state, Looped):
                 state.loop_count = loop_count
                 self.enter(task, slug, map_index, state)
@@ -150,14 +153,13 @@ class TaskRunner:
             return self._finish(task, slug, map_index, state)
 
     def _call(self, task: Task, inputs: dict[str, Any], ctx: dict[str, Any]) -> State:
-        """Call the task's code: the one place where outcomes become states."""
+        """Call the task's code: the one place where outcomes become states (except
+        ``ENDRUN``, which ends the task run as it stands and so is raised on)."""
         token = enter_context(ctx)
         try:
             value = self.flow_run.executor.run_task_code(task.run, inputs, task.timeout)
         except signals.PrefectStateSignal as sig:
             return sig.state
-        except signals.ENDRUN as end:
-            return end.state
         except TaskTimeout:
             return TimedOut("Task timed out during execution.")
         except Exception as exc:

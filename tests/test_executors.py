@@ -1,0 +1,327 @@
+"""Executors: LocalExecutor runs in order; LocalDaskExecutor runs independent tasks at once.
+
+Concurrency is proven by rendezvous (a barrier, or files each task waits for),
+never by wall-clock timing: run one at a time, the rendezvous would time out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+
+from cairnflow import Flow, executors, get_run_logger, states, task, unmapped
+
+
+def _threads():
+    return executors.LocalDaskExecutor(scheduler="threads", num_workers=4)
+
+
+def _processes():
+    return executors.LocalDaskExecutor(scheduler="processes", num_workers=2)
+
+
+def _map_reduce_flow():
+    """numbers -> square.map -> add offset (unmapped) .map -> total."""
+
+    @task
+    def numbers():
+        return [1, 2, 3, 4]
+
+    @task
+    def square(x):
+        return x * x
+
+    @task
+    def shift(x, offset):
+        return x + offset
+
+    @task
+    def total(xs):
+        return sum(xs)
+
+    with Flow("map-reduce") as flow:
+        squared = square.map(numbers())
+        shifted = shift.map(squared, unmapped(100))
+        summed = total(shifted)
+    return flow, shifted, summed
+
+
+def _map_reduce_results(flow_state, shifted, summed):
+    return ([c.result for c in flow_state.result[shifted].map_states],
+            flow_state.result[summed].result)
+
+
+EXPECTED_MAP_REDUCE = ([101, 104, 109, 116], 430)
+
+
+# -- LocalExecutor -------------------------------------------------------------------------
+
+
+def test_local_executor_runs_tasks_one_at_a_time_in_dependency_order(memory_store):
+    order = []
+
+    @task
+    def step(label):
+        order.append(("start", label))
+        order.append(("end", label))
+        return label
+
+    with Flow("ordered") as flow:
+        first = step("first")
+        second = step("second", upstream_tasks=[first])
+        step("third", upstream_tasks=[second])
+    flow.run(store=memory_store, executor=executors.LocalExecutor())
+    assert order == [("start", "first"), ("end", "first"), ("start", "second"),
+                     ("end", "second"), ("start", "third"), ("end", "third")]
+
+
+def test_local_executor_runs_independent_tasks_in_the_order_they_were_added(memory_store):
+    order = []
+
+    @task
+    def step(label):
+        order.append(label)
+
+    with Flow("added-order") as flow:
+        for label in ["a", "b", "c"]:
+            step(label)
+    flow.run(store=memory_store, executor=executors.LocalExecutor())
+    assert order == ["a", "b", "c"]
+
+
+def test_default_executor_runs_task_code_in_the_calling_thread(memory_store):
+    threads = []
+
+    @task
+    def where():
+        threads.append(threading.get_ident())
+
+    with Flow("same-thread") as flow:
+        where()
+        where()
+    flow.run(store=memory_store)
+    assert threads == [threading.get_ident()] * 2
+
+
+# -- LocalDaskExecutor: settings -------------------------------------------------------------
+
+
+def test_local_dask_executor_refuses_an_unknown_scheduler():
+    with pytest.raises(ValueError, match="scheduler"):
+        executors.LocalDaskExecutor(scheduler="gpu")
+
+
+def test_local_dask_executor_refuses_zero_workers():
+    with pytest.raises(ValueError, match="num_workers"):
+        executors.LocalDaskExecutor(num_workers=0)
+
+
+def test_synchronous_scheduler_runs_in_order(memory_store):
+    order = []
+
+    @task
+    def step(label):
+        order.append(label)
+
+    with Flow("synchronous") as flow:
+        for label in ["a", "b", "c"]:
+            step(label)
+    flow.run(store=memory_store, executor=executors.LocalDaskExecutor(scheduler="synchronous"))
+    assert order == ["a", "b", "c"]
+
+
+# -- LocalDaskExecutor: threads --------------------------------------------------------------
+
+
+def test_threads_run_independent_tasks_at_the_same_time(memory_store):
+    barrier = threading.Barrier(3, timeout=5)  # broken (and the tasks failed) if run in turn
+
+    @task
+    def meet(i):
+        barrier.wait()
+        return i
+
+    with Flow("barrier") as flow:
+        met = [meet(i) for i in range(3)]
+    flow_state = flow.run(store=memory_store, executor=_threads())
+    assert [flow_state.result[t].result for t in met] == [0, 1, 2]
+    assert flow_state.is_successful()
+
+
+def test_threads_run_mapped_children_at_the_same_time(memory_store):
+    barrier = threading.Barrier(3, timeout=5)
+
+    @task
+    def meet(i):
+        barrier.wait()
+        return i * 2
+
+    with Flow("mapped-barrier") as flow:
+        mapped = meet.map([1, 2, 3])
+    flow_state = flow.run(store=memory_store, executor=_threads())
+    assert [c.result for c in flow_state.result[mapped].map_states] == [2, 4, 6]
+
+
+def test_threads_executor_set_on_the_flow_is_used(memory_store):
+    barrier = threading.Barrier(3, timeout=5)
+
+    @task
+    def meet():
+        barrier.wait()
+
+    with Flow("flow-executor", executor=_threads()) as flow:
+        for _ in range(3):
+            meet()
+    assert flow.run(store=memory_store).is_successful()
+
+
+def test_threads_respect_dependencies(memory_store):
+    order = []
+
+    @task
+    def first():
+        time.sleep(0.05)  # a downstream task started early would overtake it
+        order.append("first")
+        return 1
+
+    @task
+    def second(x):
+        order.append("second")
+        return x + 1
+
+    with Flow("deps") as flow:
+        result = second(first())
+    flow_state = flow.run(store=memory_store, executor=_threads())
+    assert flow_state.result[result].result == 2
+    assert order == ["first", "second"]
+
+
+def test_threads_give_the_same_mapped_results_as_local(memory_store):
+    flow, shifted, summed = _map_reduce_flow()
+    local = _map_reduce_results(flow.run(store=memory_store), shifted, summed)
+    threaded = _map_reduce_results(flow.run(store=memory_store, executor=_threads()),
+                                   shifted, summed)
+    assert local == threaded == EXPECTED_MAP_REDUCE
+
+
+def test_threads_trigger_fail_downstream_of_a_failure(memory_store):
+    @task
+    def broken():
+        raise ValueError("x")
+
+    @task
+    def after():
+        return 1
+
+    with Flow("threads-fail") as flow:
+        down = after(upstream_tasks=[broken()])
+    flow_state = flow.run(store=memory_store, executor=_threads())
+    assert type(flow_state.result[down]) is states.TriggerFailed
+    assert flow_state.is_failed()
+
+
+def test_threads_retry_a_failing_task(memory_store):
+    calls = []
+
+    @task(max_retries=1, retry_delay=timedelta(0))
+    def flaky():
+        calls.append(1)
+        if len(calls) == 1:
+            raise ValueError("once")
+        return "ok"
+
+    with Flow("threads-retry") as flow:
+        t = flaky()
+    flow_state = flow.run(store=memory_store, executor=_threads())
+    assert flow_state.result[t].result == "ok"
+    assert memory_store.get_task_runs(memory_store.list_runs()[0].id)[0].attempts == 2
+
+
+def test_threads_time_out_a_slow_task(memory_store):
+    @task(timeout=0.2)
+    def slow():
+        time.sleep(2)
+
+    with Flow("threads-timeout") as flow:
+        t = slow()
+    flow_state = flow.run(store=memory_store, executor=_threads())
+    assert type(flow_state.result[t]) is states.TimedOut
+
+
+def test_threads_store_run_logger_records_with_their_task(memory_store):
+    @task
+    def talk(i):
+        get_run_logger().info("thread %d", i)
+
+    with Flow("threads-logs") as flow:
+        talkers = [talk(i) for i in range(3)]
+    flow.run(store=memory_store, executor=_threads())
+    run_id = memory_store.list_runs()[0].id
+    for i, t in enumerate(talkers):
+        records = memory_store.get_logs(run_id, task_slug=flow.slugs[t])
+        assert [r.message for r in records] == [f"thread {i}"]
+
+
+# -- LocalDaskExecutor: processes (each run spawns workers: keep these few) -----------------
+
+
+def test_processes_run_independent_tasks_at_the_same_time_in_other_processes(
+        memory_store, tmp_path):
+    @task
+    def meet(i, folder, others):
+        start = time.time()
+        (folder / f"started-{i}").touch()
+        deadline = time.time() + 10  # run in turn, this would time out and fail
+        while not all((folder / f"started-{j}").exists() for j in others):
+            if time.time() > deadline:
+                raise TimeoutError("the other task never started")
+            time.sleep(0.01)
+        (folder / f"{i}.json").write_text(json.dumps([os.getpid(), start, time.time()]))
+        return i
+
+    with Flow("processes-overlap") as flow:
+        met = [meet(i, tmp_path, [0, 1]) for i in range(2)]
+    flow_state = flow.run(store=memory_store, executor=_processes())
+    assert [flow_state.result[t].result for t in met] == [0, 1]
+    (pid0, start0, end0), (pid1, start1, end1) = (
+        json.loads((tmp_path / f"{i}.json").read_text()) for i in range(2))
+    assert os.getpid() not in (pid0, pid1)
+    assert pid0 != pid1
+    assert max(start0, start1) < min(end0, end1)  # the two intervals overlap
+
+
+def test_processes_give_the_same_mapped_results_as_local(memory_store):
+    flow, shifted, summed = _map_reduce_flow()
+    local = _map_reduce_results(flow.run(store=memory_store), shifted, summed)
+    in_processes = _map_reduce_results(flow.run(store=memory_store, executor=_processes()),
+                                       shifted, summed)
+    assert local == in_processes == EXPECTED_MAP_REDUCE
+
+
+def test_processes_store_logs_and_errors_from_the_worker(memory_store):
+    @task
+    def talk():
+        get_run_logger().info("hello from pid %d", os.getpid())
+        return os.getpid()
+
+    @task
+    def broken():
+        raise ValueError("in a worker")
+
+    with Flow("processes-logs") as flow:
+        talker = talk()
+        failing = broken()
+    flow_state = flow.run(store=memory_store, executor=_processes())
+    worker_pid = flow_state.result[talker].result
+    assert worker_pid != os.getpid()
+    records = memory_store.get_logs(memory_store.list_runs()[0].id,
+                                    task_slug=flow.slugs[talker])
+    assert [r.message for r in records] == [f"hello from pid {worker_pid}"]
+    state = flow_state.result[failing]
+    assert type(state) is states.Failed
+    assert state.message == "Error during execution of task: ValueError('in a worker')"
