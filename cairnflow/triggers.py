@@ -86,7 +86,7 @@ def not_all_skipped(upstream_states: set[State]) -> bool:
 
     If all were skipped, the task is skipped too (``merge`` relies on it).
     """
-    if upstream_states and all(s.is_skipped() for s in upstream_states):
+    if all(s.is_skipped() for s in upstream_states):  # a root task too, as in Prefect 1
         raise signals.SKIP("All upstream tasks were skipped.", result=None)
     if not all(s.is_successful() for s in upstream_states):
         raise _fail("not_all_skipped", "some of the upstream tasks failed")
@@ -115,7 +115,7 @@ def _bounded(kind: str, predicate: Callable[[State], bool], at_least: int | floa
 def _as_count(bound: int | float | None, total: int, default: int) -> float:
     if bound is None:
         return default
-    if isinstance(bound, float) and 0 <= bound <= 1:
+    if isinstance(bound, float) and 0 < bound < 1:
         return bound * total  # a fraction of the upstream tasks, as in Prefect 1
     return bound
 

@@ -277,12 +277,17 @@ class FlowRunner:
     # -- the end --------------------------------------------------------------------
 
     def _final_state(self) -> State:
-        """Prefect 1's rule over the reference tasks (mapped tasks count as their children)."""
-        reference = flat_states(self.states[t] for t in self.flow.reference_tasks())
-        if not all(s.is_finished() for s in reference):
-            waiting = sum(1 for s in reference if not s.is_finished())
-            return Paused(f"{waiting} reference task runs are waiting for approval; "
+        """Prefect 1's rule over the reference tasks (mapped tasks count as their children).
+
+        While a terminal task is unfinished (behind a ``manual_only`` trigger) the
+        run is Paused, whatever the reference tasks say, so it can be resumed.
+        """
+        terminal = flat_states(self.states[t] for t in self.flow.terminal_tasks())
+        waiting = sum(1 for s in terminal if not s.is_finished())
+        if waiting:
+            return Paused(f"{waiting} task runs are waiting for approval; "
                           "resume the run to approve them.")
+        reference = flat_states(self.states[t] for t in self.flow.reference_tasks())
         if any(s.is_failed() for s in reference):
             return Failed("Some reference tasks failed.")
         if all(s.is_successful() for s in reference):
