@@ -32,7 +32,7 @@ from cairnflow.states import Crashed, State, Success
 from cairnflow.statestore import serialize
 from cairnflow.statestore.base import FlowRunRecord, ResumeData, StateStore, Transition
 
-__all__ = ["run_flow", "resume_flow", "resume_run", "flow_hash"]
+__all__ = ["run_flow", "resume_flow", "resume_run", "flow_hash", "load_recorded_flow"]
 
 log = logging.getLogger("cairnflow.flow_runner")
 
@@ -125,7 +125,7 @@ def _resume(store: StateStore, run_id: str, flow: Flow | None, executor: Executo
         return state
     data = store.load_resume_data(run_id)
     if flow is None:
-        flow = _load_recorded_flow(data)
+        flow = load_recorded_flow(data)
     elif flow.name != data.run.flow_name:
         raise FlowLoadError(f"run {run_id} is a run of flow {data.run.flow_name!r}, "
                             f"not of {flow.name!r}")
@@ -148,7 +148,9 @@ def _latest_unfinished(store: StateStore, flow_name: str) -> str:
                           "there is nothing to resume")
 
 
-def _load_recorded_flow(data: ResumeData) -> Flow:
+def load_recorded_flow(data: ResumeData) -> Flow:
+    """The run's flow: its source file executed afresh, else the copy saved at its
+    first run; ``FlowLoadError`` when neither is available."""
     run = data.run
     if run.source_file and os.path.isfile(run.source_file):
         return load_flow_from_file(run.source_file, run.source_variable)

@@ -38,7 +38,7 @@ def install() -> None:
     if any(isinstance(h, RunLogHandler) for h in logger.handlers):
         return
     logger.addHandler(RunLogHandler())
-    console = logging.StreamHandler(sys.stderr)
+    console = _StderrHandler()
     console.set_name(CONSOLE_HANDLER)
     console.setFormatter(logging.Formatter(CONSOLE_FORMAT))
     console.setLevel(os.environ.get("CAIRNFLOW_LOG_LEVEL", "INFO").upper())
@@ -51,6 +51,21 @@ def console_handler() -> logging.Handler | None:
     """The stderr handler ``install`` added, to quiet or redirect it."""
     return next((h for h in logging.getLogger("cairnflow").handlers
                  if h.get_name() == CONSOLE_HANDLER), None)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is now (a CLI runner or pytest may swap it)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass
 
 
 class _StdoutRouter(io.TextIOBase):

@@ -28,6 +28,7 @@ from cairnflow.statestore import serialize
 
 if TYPE_CHECKING:
     from cairnflow.core.task import Task
+    from cairnflow.statestore.base import TaskRunInfo
     from cairnflow.runner.flow_runner import FlowRun
 
 log = logging.getLogger("cairnflow.engine")
@@ -76,12 +77,10 @@ class TaskRunner:
     def _reuse_prior(self, task: Task, slug: str, map_index: int | None) -> State | None:
         """On resume, a task run that succeeded before is not run again."""
         prior = self.flow_run.prior_states.get((slug, map_index))
-        if prior is None or prior.state not in REUSABLE:
+        if prior is None or not is_reusable(prior):
             return None
         if prior.state == "Skipped":
             return Skipped(prior.message)
-        if not prior.has_result:
-            return None  # not checkpointed: run it again to get its result
         blob = self.flow_run.prior_results[(slug, map_index)]
         label = f"task {slug!r}" + ("" if map_index is None else f" [{map_index}]")
         value = serialize.load(blob, what=f"the result of {label}")
@@ -222,3 +221,11 @@ class TaskRunner:
 
 REUSABLE = frozenset({"Success", "Cached", "Skipped"})
 """Stored states whose task runs a resumed run does not run again."""
+
+
+def is_reusable(task_run: TaskRunInfo) -> bool:
+    """Whether a resumed run takes this stored task run as it is instead of running it.
+
+    A successful task run without a checkpointed result runs again, to produce it.
+    """
+    return task_run.state == "Skipped" or (task_run.state in REUSABLE and task_run.has_result)

@@ -1,0 +1,72 @@
+"""Options every command shares, and how commands open the store.
+
+Read commands open the store read-only: they never create, migrate or change
+a database (a database that does not exist yet reads as an empty store).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Optional
+
+import typer
+
+from cairnflow.statestore import StateStore, default_url, open_store
+from cairnflow.statestore.sqlite import SQLiteStore, path_from_url
+
+__all__ = ["Db", "Json", "RunRef", "reading", "writing", "database_exists", "READ_LOCK_SECONDS"]
+
+Db = Annotated[Optional[str], typer.Option(
+    "--db", metavar="URL", show_default=False,
+    help="The checkpoint store: a sqlite:/// URL or a file path (default: "
+         "$CAIRNFLOW_DB_URL, else $CAIRNFLOW_HOME/cairnflow.db).")]
+
+RunRef = Annotated[str, typer.Argument(
+    metavar="RUN_ID", show_default=False,
+    help="A run id, a unique prefix of one (its first 8 characters usually do), or "
+         "'last' for the newest run.")]
+
+Json = Annotated[bool, typer.Option(
+    "--json", help="Print JSON (a stable contract, for scripts) instead of a table.")]
+
+READ_LOCK_SECONDS = 10.0
+"""How long a read waits for a database another process keeps locked.
+
+Readers of a WAL database are almost never blocked; when one is, a person at
+a terminal is better served by an error after seconds than by the writer's
+minute-long patience.
+"""
+
+
+@contextmanager
+def reading(db: str | None) -> Iterator[StateStore]:
+    """The store named by ``--db`` (or the default), opened read-only."""
+    url = db or default_url()
+    path = path_from_url(url)  # a non-SQLite URL is a StoreError here
+    if path == ":memory:":
+        store: StateStore = open_store(url, readonly=True)
+    else:
+        store = SQLiteStore(path, readonly=True, busy_timeout=READ_LOCK_SECONDS,
+                            lock_retry=READ_LOCK_SECONDS)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@contextmanager
+def writing(db: str | None) -> Iterator[StateStore]:
+    """The store named by ``--db`` (or the default), opened for writing."""
+    store = open_store(db)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def database_exists(db: str | None) -> bool:
+    """Whether the database file is there (an in-memory one always is)."""
+    path = path_from_url(db or default_url())
+    return path == ":memory:" or os.path.exists(path)

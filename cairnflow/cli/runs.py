@@ -1,0 +1,432 @@
+"""``cairnflow runs``: what happened in past and current runs.
+
+Each command opens the store (read-only, except ``rm`` and ``prune``), asks the
+``StateStore`` query methods, and prints a table or, with ``--json``, the
+shapes of SPEC.md ("CLI").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import sys
+from datetime import timedelta
+from typing import Annotated, Any, Optional
+
+import pendulum
+import typer
+
+from cairnflow import states as state_classes
+from cairnflow.cli import output
+from cairnflow.cli.errors import CommandGroup, UsageError, fail
+from cairnflow.cli.options import Db, Json, RunRef, database_exists, reading, writing
+from cairnflow.exceptions import ResultNotFoundError, UnknownRunError
+from cairnflow.statestore import serialize
+from cairnflow.statestore.base import FlowRunInfo, StateStore, TaskRunInfo
+
+__all__ = ["app", "parse_duration", "presented_tasks", "state_name"]
+
+app = CommandGroup(name="runs", help="Inspect and remove runs.", no_args_is_help=True)
+
+CHILD_ROWS = 10
+"""A mapped task with more children than this is shown collapsed in ``runs show``."""
+
+
+# -- ls ------------------------------------------------------------------------------
+
+
+@app.command("ls")
+def list_runs(
+    flow: Annotated[Optional[str], typer.Option(
+        "--flow", metavar="NAME", help="Only runs of this flow.")] = None,
+    state: Annotated[Optional[str], typer.Option(
+        "--state", metavar="STATE",
+        help="Only runs in this state: Success, Failed, Running, Crashed, Cancelled, "
+             "Paused (any case).")] = None,
+    limit: Annotated[int, typer.Option(
+        "--limit", min=0, help="At most this many runs; 0 for all.")] = 20,
+    as_json: Json = False,
+    db: Db = None,
+) -> None:
+    """List runs, newest first.
+
+    `started` is when a run first started; `duration` is how long its latest
+    attempt took (`attempt` counts resumes).
+
+    Example: cairnflow runs ls --flow etl --state failed --limit 5
+    """
+    wanted = None if state is None else state_name(state)
+    with reading(db) as store:
+        runs = store.list_runs(flow_name=flow, state=wanted, limit=limit or None)
+    output.emit(as_json, lambda: [output.run_json(r) for r in runs], lambda: _show_runs(runs))
+
+
+def _show_runs(runs: list[FlowRunInfo]) -> None:
+    table = output.Table(["id", "flow", "state", f"started ({output.local_zone()})",
+                          "duration", "attempt"], state_column=2, right=[5])
+    for r in runs:
+        table.add(output.short_id(r.id), r.flow_name, r.state, _started(r), _duration(r),
+                  r.attempt)
+    table.print()
+    if not runs:
+        output.echo("(no runs)")
+
+
+def _started(run: FlowRunInfo) -> str:
+    local = output.local_time(run.created_at)
+    return local.rsplit(" ", 1)[0]  # the zone is in the header
+
+
+def _duration(run: FlowRunInfo) -> str:
+    """How long the latest attempt took (or has taken so far, while it runs)."""
+    end = run.ended_at
+    if end is None and run.state == "Running":
+        end = pendulum.now("UTC")
+    return output.human_duration(run.started_at, end)
+
+
+def state_name(text: str) -> str:
+    """A state's class name from any capitalisation: ``failed`` -> ``Failed``."""
+    names = [n for n in state_classes.__all__ if n[0].isupper() and n != "State"]
+    for name in names:
+        if name.lower() == text.lower():
+            return name
+    raise UsageError(f"--state {text!r} is not a state; use one of {', '.join(names)}")
+
+
+# -- show -----------------------------------------------------------------------------
+
+
+@app.command("show")
+def show(
+    run_id: RunRef,
+    all_children: Annotated[bool, typer.Option(
+        "--all", help="List every mapped child (by default a mapped task with many "
+                      "children is summarised).")] = False,
+    as_json: Json = False,
+    db: Db = None,
+) -> None:
+    """Show a run and its task runs.
+
+    JSON lists every task run, mapped children included. Task runs left
+    Running by a run whose process died are shown as Crashed.
+
+    Example: cairnflow runs show last
+    """
+    with reading(db) as store:
+        info = store.get_flow_run(store.resolve_run_id(run_id))
+        tasks = presented_tasks(info, store.get_task_runs(info.id))
+    output.emit(as_json, lambda: output.run_detail_json(info, tasks),
+                lambda: _show_run(info, tasks, all_children, db))
+
+
+def presented_tasks(info: FlowRunInfo, tasks: list[TaskRunInfo]) -> list[TaskRunInfo]:
+    """Task runs as people should see them: those left Running by a dead run are Crashed."""
+    if info.state != "Crashed":
+        return tasks
+    message = f"The process running this (pid {info.pid} on {info.host}) died."
+    return [dataclasses.replace(t, state="Crashed", message=message)
+            if t.state == "Running" else t for t in tasks]
+
+
+def _show_run(info: FlowRunInfo, tasks: list[TaskRunInfo], all_children: bool,
+              db: str | None) -> None:
+    color = output.color_enabled()
+    state = output.style_state(info.state, color)
+    ended = output.local_time(info.ended_at)
+    pairs = [
+        ("run", info.id), ("flow", info.flow_name),
+        ("state", f"{state}  {info.message or ''}".rstrip()),
+        ("attempt", str(info.attempt)),
+        ("started", output.local_time(info.created_at)),
+    ]
+    if info.attempt > 1:
+        pairs.append(("resumed", output.local_time(info.started_at)))
+    if ended:
+        pairs.append(("ended", f"{ended} (attempt took "
+                               f"{output.human_duration(info.started_at, info.ended_at)})"))
+    pairs.append(("parameters", json.dumps(info.parameters, ensure_ascii=False)))
+    if info.source_file:
+        source = info.source_file + (f":{info.source_variable}" if info.source_variable else "")
+        pairs.append(("source", source))
+    output.fields(pairs)
+    output.echo()
+    _task_table(tasks, info, all_children).print()
+    if not tasks:
+        output.echo("(no task runs)")
+    if info.stored_state != "Success" and info.state != "Running":
+        output.echo()
+        output.echo(f"Resume it with: {output.command_line('resume', info.id, db=db)}")
+
+
+def _task_table(tasks: list[TaskRunInfo], info: FlowRunInfo,
+                all_children: bool) -> output.Table:
+    table = output.Table(["slug", "state", "attempts", f"start ({output.local_zone()})",
+                          "duration", "message"], state_column=1, flex=5, right=[2])
+    day = info.created_at
+
+    def add(t: TaskRunInfo, indent: str = "") -> None:
+        table.add(indent + output.task_label(t.task_slug, t.map_index), t.state, t.attempts,
+                  output.clock_time(t.started_at, day),
+                  output.human_duration(t.started_at, t.ended_at), t.message)
+
+    for parent, children in _by_parent(tasks):
+        if parent is not None:
+            add(parent)
+        if all_children or len(children) <= CHILD_ROWS:
+            for child in children:
+                add(child, "  ")
+            continue
+        _add_summary(table, children, day)
+        unsuccessful = [c for c in children if not _successful(c.state)]
+        for child in unsuccessful[:CHILD_ROWS]:
+            add(child, "  ")
+        if len(unsuccessful) > CHILD_ROWS:
+            table.add(f"  … {len(unsuccessful) - CHILD_ROWS} more", "", "", "", "",
+                      "not successful; --all lists every child")
+    return table
+
+
+def _by_parent(tasks: list[TaskRunInfo]) -> list[tuple[TaskRunInfo | None, list[TaskRunInfo]]]:
+    """Task runs grouped as (task run, its mapped children), in recorded order."""
+    groups: dict[str, tuple[list[TaskRunInfo | None], list[TaskRunInfo]]] = {}
+    for t in tasks:
+        parent, children = groups.setdefault(t.task_slug, ([None], []))
+        if t.map_index is None:
+            parent[0] = t
+        else:
+            children.append(t)
+    return [(parent[0], children) for parent, children in groups.values()]
+
+
+def _add_summary(table: output.Table, children: list[TaskRunInfo], day: Any) -> None:
+    counts: dict[str, int] = {}
+    for c in children:
+        counts[c.state] = counts.get(c.state, 0) + 1
+    starts = [c.started_at for c in children if c.started_at is not None]
+    ends = [c.ended_at for c in children if c.ended_at is not None]
+    table.add(f"  [{len(children)} mapped children]", "",
+              sum(c.attempts for c in children),
+              output.clock_time(min(starts), day) if starts else "",
+              output.human_duration(min(starts), max(ends)) if starts and ends else "",
+              ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+              + " (--all lists every child)")
+
+
+def _successful(state: str) -> bool:
+    try:
+        return issubclass(state_classes.state_from_name(state), state_classes.Success)
+    except KeyError:
+        return False
+
+
+# -- history ----------------------------------------------------------------------------
+
+
+@app.command("history")
+def history(
+    run_id: RunRef,
+    task: Annotated[Optional[str], typer.Option(
+        "--task", metavar="SLUG", help="Only this task's transitions (its mapped children "
+                                       "included).")] = None,
+    as_json: Json = False,
+    db: Db = None,
+) -> None:
+    """Show every state transition of a run, oldest first.
+
+    Example: cairnflow runs history last --task extract-1
+    """
+    with reading(db) as store:
+        rid = store.resolve_run_id(run_id)
+        transitions = store.get_history(rid, task)
+        if task is not None and not transitions:
+            _require_task(store, rid, task)
+    day = transitions[0].timestamp if transitions else None
+
+    def show() -> None:
+        table = output.Table([f"time ({output.local_zone()})", "task", "attempt", "state",
+                              "message"], state_column=3, flex=4, right=[2])
+        for t in transitions:
+            table.add(output.clock_time(t.timestamp, day) if day else "",
+                      output.task_label(t.task_slug, t.map_index), t.attempt, t.state,
+                      t.message)
+        table.print()
+
+    output.emit(as_json, lambda: [output.transition_json(t) for t in transitions], show)
+
+
+def _require_task(store: StateStore, run_id: str, slug: str) -> list[TaskRunInfo]:
+    """The run's task runs of ``slug``; ``UnknownRunError`` naming the run's tasks if none."""
+    tasks = store.get_task_runs(run_id)
+    mine = [t for t in tasks if t.task_slug == slug]
+    if not mine:
+        slugs = list(dict.fromkeys(t.task_slug for t in tasks))
+        known = ", ".join(slugs[:12]) + (", ..." if len(slugs) > 12 else "")
+        raise UnknownRunError(f"run {run_id} has no task {slug!r}"
+                              + (f" (its tasks: {known})" if slugs else " (it has no task runs)"))
+    return mine
+
+
+# -- result ------------------------------------------------------------------------------
+
+
+@app.command("result")
+def result(
+    run_id: RunRef,
+    slug: Annotated[str, typer.Argument(metavar="SLUG", help="The task's slug, as "
+                                        "`runs show` lists it (e.g. add-1).",
+                                        show_default=False)],
+    map_index: Annotated[Optional[int], typer.Option(
+        "--map-index", metavar="N", help="The mapped child's index.")] = None,
+    as_json: Json = False,
+    db: Db = None,
+) -> None:
+    """Print a task's checkpointed result (its repr, or JSON with --json).
+
+    Example: cairnflow runs result last add-1 --json
+    """
+    with reading(db) as store:
+        rid = store.resolve_run_id(run_id)
+        try:
+            blob = store.load_result(rid, slug, map_index)
+        except ResultNotFoundError as exc:
+            raise ResultNotFoundError(_why_no_result(store, rid, slug, map_index)) from exc
+        source = store.get_flow_run(rid).source_file
+    label = output.task_label(slug, map_index)
+    value = _load(blob, f"the result of task {label!r} of run {rid}", source)
+    if not as_json:
+        output.echo(repr(value))
+        return
+    try:
+        output.print_json(value)
+    except (TypeError, ValueError) as exc:
+        fail(f"the result of task {label!r} is a {type(value).__name__}, which JSON cannot "
+             f"represent ({exc}); leave out --json to print its repr")
+
+
+def _load(blob: serialize.SerializedResult, what: str, source_file: str | None) -> Any:
+    """Unpickle a result; the flow's directory is importable, as it was for the run."""
+    import os
+
+    directory = os.path.dirname(source_file) if source_file else None
+    if directory and directory not in sys.path:
+        sys.path.append(directory)
+    return serialize.load(blob, what)
+
+
+def _why_no_result(store: StateStore, run_id: str, slug: str, map_index: int | None) -> str:
+    tasks = _require_task(store, run_id, slug)
+    label = output.task_label(slug, map_index)
+    children = [t for t in tasks if t.map_index is not None]
+    wanted = [t for t in tasks if t.map_index == map_index]
+    if map_index is None and children:
+        return (f"task {slug!r} is mapped: give --map-index N for one of its "
+                f"{len(children)} children (0 to {len(children) - 1})")
+    if not wanted:
+        return f"task {slug!r} of run {run_id} has no mapped child {map_index}" + (
+            f" (it has 0 to {len(children) - 1})" if children else " (it is not mapped)")
+    task = wanted[0]
+    if not _successful(task.state) or task.state == "Skipped":
+        return f"task {label!r} of run {run_id} ended {task.state}, so it has no result"
+    return (f"task {label!r} of run {run_id} has no checkpointed result (it ran with "
+            "checkpoint=False, or its result could not be pickled)")
+
+
+# -- logs ---------------------------------------------------------------------------------
+
+
+@app.command("logs")
+def logs(
+    run_id: RunRef,
+    task: Annotated[Optional[str], typer.Option(
+        "--task", metavar="SLUG", help="Only this task's records.")] = None,
+    as_json: Json = False,
+    db: Db = None,
+) -> None:
+    """Print the log records stored with a run: time, level, task, message.
+
+    Example: cairnflow runs logs last --task extract-1
+    """
+    with reading(db) as store:
+        rid = store.resolve_run_id(run_id)
+        entries = store.get_logs(rid, task)
+        if task is not None and not entries:
+            _require_task(store, rid, task)
+
+    def show() -> None:
+        color = output.color_enabled()
+        lines = []
+        for e in entries:
+            level = output.level_name(e.level)
+            style = "red" if e.level >= 40 else "yellow" if e.level >= 30 else None
+            lines.append(f"{output.local_time(e.timestamp)}  "
+                         f"{output.styled(level.ljust(7), style, color)}  "
+                         f"{output.task_label(e.task_slug, e.map_index)}  {e.message}")
+        if lines:
+            output.echo("\n".join(lines))
+        else:
+            output.echo("(no log records)")
+
+    output.emit(as_json, lambda: [output.log_json(e) for e in entries], show)
+
+
+# -- rm and prune ---------------------------------------------------------------------------
+
+
+@app.command("rm")
+def remove(
+    run_ids: Annotated[list[str], typer.Argument(
+        metavar="RUN_ID...", help="Runs to delete: ids, unique prefixes, or 'last'.",
+        show_default=False)],
+    force: Annotated[bool, typer.Option(
+        "--force", help="Also delete runs that are still running.")] = False,
+    db: Db = None,
+) -> None:
+    """Delete runs with everything recorded about them (history, results, logs).
+
+    Example: cairnflow runs rm 3f2a9c1e last
+    """
+    with reading(db) as store:
+        ids = list(dict.fromkeys(store.resolve_run_id(ref) for ref in run_ids))
+        live = [rid for rid in ids if store.get_flow_run(rid).state == "Running"]
+    if live and not force:
+        raise UsageError(f"run {live[0]} is still running: stop it first, or use --force")
+    with writing(db) as store:
+        removed = store.delete_runs(ids)
+    output.echo(f"Removed {removed} run{'' if removed == 1 else 's'}.")
+
+
+_DURATION = re.compile(r"\s*(\d+)\s*([smhdw])\s*")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``30d``, ``12h``, ``90m`` (also ``s`` and ``w``) -> a timedelta."""
+    match = _DURATION.fullmatch(text)
+    if match is None:
+        raise UsageError(f"--older-than {text!r} is not a duration: use a number and a unit, "
+                         "like 30d, 12h or 90m")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+@app.command("prune")
+def prune(
+    older_than: Annotated[str, typer.Option(
+        "--older-than", metavar="DURATION", show_default=False,
+        help="Delete finished runs that started longer ago than this: 30d, 12h, 90m.")],
+    db: Db = None,
+) -> None:
+    """Delete finished runs older than a duration (running runs are kept).
+
+    Example: cairnflow runs prune --older-than 30d
+    """
+    age = parse_duration(older_than)
+    cutoff = pendulum.now("UTC") - age
+    if not database_exists(db):
+        removed = 0  # nothing recorded yet: do not create a database to prune it
+    else:
+        with writing(db) as store:
+            removed = store.prune(cutoff)
+    output.echo(f"Removed {removed} finished run{'' if removed == 1 else 's'} started "
+                f"before {output.local_time(cutoff)}.")

@@ -1,0 +1,72 @@
+"""The checkpoint store: where every state transition of every run is recorded.
+
+``open_store()`` opens the store named by a URL, ``CAIRNFLOW_DB_URL``, or the
+default ``$CAIRNFLOW_HOME/cairnflow.db`` (``CAIRNFLOW_HOME`` defaults to
+``~/.cairnflow``). Only SQLite is supported today.
+
+Example:
+    >>> import os, tempfile
+    >>> from cairnflow.statestore import open_store
+    >>> store = open_store(f"sqlite:///{tempfile.mkdtemp()}/cairnflow.db")
+    >>> store.list_runs()
+    []
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cairnflow.statestore.base import (
+    FlowInfo, FlowRunInfo, FlowRunRecord, LogEntry, ResumeData, StateStore, TaskRunInfo,
+    Transition,
+)
+from cairnflow.statestore.memory import MemoryStore
+from cairnflow.statestore.sqlite import SQLiteStore, path_from_url
+
+__all__ = [
+    "StateStore", "MemoryStore", "SQLiteStore", "open_store", "default_url",
+    "cairnflow_home", "FlowRunRecord", "Transition", "LogEntry", "FlowRunInfo",
+    "TaskRunInfo", "FlowInfo", "ResumeData",
+]
+
+
+def cairnflow_home() -> Path:
+    """``$CAIRNFLOW_HOME``, or ``~/.cairnflow``; not created here."""
+    return Path(os.environ.get("CAIRNFLOW_HOME") or Path.home() / ".cairnflow").expanduser()
+
+
+def default_url() -> str:
+    """``$CAIRNFLOW_DB_URL``, else ``sqlite:///$CAIRNFLOW_HOME/cairnflow.db``."""
+    return os.environ.get("CAIRNFLOW_DB_URL") or _home_url()
+
+
+def open_store(url: str | None = None, *, readonly: bool = False) -> SQLiteStore:
+    """Open the checkpoint store named by ``url`` (default: ``default_url()``).
+
+    Args:
+        url: ``sqlite:///relative.db``, ``sqlite:////absolute/path.db``,
+            ``sqlite://`` or ``:memory:`` (in memory, gone with the store), or a
+            plain filesystem path. Any other scheme is a ``StoreError``.
+        readonly: open for reading only (what the CLI's read commands do): the
+            file is never changed, and a database that does not exist yet
+            reads as an empty store.
+
+    Returns:
+        The store. A writer creates ``$CAIRNFLOW_HOME`` for the default
+        database, and the database's schema, if they do not exist yet.
+
+    Raises:
+        StoreError: a non-SQLite URL, a directory, or a file that is not a
+            cairnflow database.
+        SchemaVersionError: the database was written by a newer cairnflow.
+    """
+    url = url or default_url()
+    path = path_from_url(url)
+    if not readonly and path != ":memory:" and url == _home_url():
+        cairnflow_home().mkdir(parents=True, exist_ok=True)
+    return SQLiteStore(path, readonly=readonly)
+
+
+def _home_url() -> str:
+    return f"sqlite:///{(cairnflow_home() / 'cairnflow.db').absolute()}"

@@ -1,0 +1,114 @@
+"""Large checkpointed results, kept as files beside the database.
+
+A result over the store's threshold (1 MiB by default) is written to
+``<database dir>/results/<run id>/<uuid>.pkl`` atomically and durably *before*
+the transaction that records it, so a committed row never points to a file
+that is not complete on disk. A file whose transaction then fails is removed;
+a crash in between leaves an orphan file in the run's directory, which goes
+with the run when it is deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from cairnflow.exceptions import ResultLoadError
+
+__all__ = ["ResultFiles", "StoredFile"]
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """Where a result file went: ``path`` is relative to the results directory."""
+
+    path: str
+    size: int
+    sha256: str
+
+
+class ResultFiles:
+    """The results directory of one database.
+
+    Args:
+        root: the directory, created on first write.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def write(self, run_id: str, data: bytes) -> StoredFile:
+        """Write ``data`` to a new file, durably, and return where it is."""
+        run_dir = self._run_dir(run_id)
+        self._make_dir(run_dir)
+        name = f"{uuid.uuid4().hex}.pkl"
+        tmp = run_dir / f".{name}.tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, run_dir / name)
+        _fsync_dir(run_dir)
+        return StoredFile(f"{run_dir.name}/{name}", len(data), hashlib.sha256(data).hexdigest())
+
+    def read(self, stored: StoredFile, what: str) -> bytes:
+        """The file's bytes; ``ResultLoadError`` naming ``what`` if missing or damaged."""
+        path = self.root / stored.path
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ResultLoadError(
+                f"cannot load {what}: its file {path} cannot be read "
+                f"({exc.strerror or exc})") from exc
+        if len(data) != stored.size or hashlib.sha256(data).hexdigest() != stored.sha256:
+            raise ResultLoadError(
+                f"cannot load {what}: its file {path} is damaged (size or checksum "
+                "differs from what was written)")
+        return data
+
+    def remove(self, relative: str) -> None:
+        """Delete one result file, if it is there."""
+        try:
+            os.unlink(self.root / relative)
+        except FileNotFoundError:
+            pass
+
+    def remove_run(self, run_id: str) -> None:
+        """Delete all result files of a run."""
+        shutil.rmtree(self._run_dir(run_id), ignore_errors=True)
+
+    def _run_dir(self, run_id: str) -> Path:
+        # Run ids are uuids; anything else becomes a safe, stable directory name.
+        if _SAFE_NAME.fullmatch(run_id) and len(run_id) <= 128:
+            return self.root / run_id
+        return self.root / hashlib.sha256(run_id.encode()).hexdigest()[:32]
+
+    def _make_dir(self, run_dir: Path) -> None:
+        if run_dir.is_dir():
+            return
+        new_root = not self.root.is_dir()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if new_root:
+            _fsync_dir(self.root.parent)
+        _fsync_dir(self.root)
+
+
+def _fsync_dir(path: Path) -> None:
+    # A rename or a new entry is durable only once its directory is synced.
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - some filesystems refuse fsync on directories
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,406 @@
+"""The SQLite checkpoint store: every transition of every run, committed to one file.
+
+``SQLiteStore`` implements ``StateStore`` over the tables of
+``cairnflow.statestore.models`` with the policy of
+``cairnflow.statestore.sqlite_policy``. Its SQL is written out (here, in
+``sqlite_batch`` for the hot path and ``sqlite_rows`` for reads) over the
+models' table and column names, because a batch of transitions must cost
+little more than SQLite itself, and because opening a store or reading one
+must not pay for importing SQLAlchemy (half a second).
+
+Example:
+    >>> import tempfile, os
+    >>> from cairnflow.statestore.sqlite import SQLiteStore
+    >>> store = SQLiteStore(os.path.join(tempfile.mkdtemp(), "cairnflow.db"))
+    >>> store.list_runs()
+    []
+    >>> store.close()
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pendulum
+
+from cairnflow.exceptions import ResultNotFoundError, StoreError, UnknownRunError
+from cairnflow.statestore import sqlite_policy as policy
+from cairnflow.statestore import sqlite_rows as rows
+from cairnflow.statestore.base import (
+    FlowInfo, FlowRunInfo, FlowRunRecord, LogEntry, ResumeData, StateStore, TaskKey,
+    TaskRunInfo, Transition, require_aware,
+)
+from cairnflow.statestore.result_files import ResultFiles, StoredFile
+from cairnflow.statestore.serialize import SerializedResult
+from cairnflow.statestore.sqlite_batch import NOT_MAPPED, TaskRunCache, TransitionBatch
+from cairnflow.statestore.sqlite_rows import is_finished, ts
+
+__all__ = ["SQLiteStore", "LARGE_RESULT_BYTES", "path_from_url"]
+
+T = TypeVar("T")
+
+LARGE_RESULT_BYTES = 1 << 20
+"""Results larger than this (1 MiB) are stored as files beside the database."""
+
+_Refusal = Callable[[sqlite3.IntegrityError], StoreError]
+
+_INSERT_LOG = """
+INSERT INTO log_record (flow_run_id, seq, task_slug, map_index, timestamp, level, logger,
+                        message)
+VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM log_record WHERE flow_run_id = ?1),
+        ?2, ?3, ?4, ?5, ?6, ?7)"""
+
+
+def path_from_url(url: str) -> str:
+    """The database path named by a ``sqlite:///`` URL or a plain path.
+
+    ``sqlite:///relative.db``, ``sqlite:////absolute.db`` (SQLAlchemy's form),
+    ``sqlite://`` and ``:memory:`` (in memory), or a filesystem path (``~``
+    expanded). Any other URL raises ``StoreError``.
+    """
+    if url in ("", ":memory:"):
+        return ":memory:"
+    if "://" not in url:
+        return os.path.expanduser(url)
+    scheme, _, rest = url.partition("://")
+    if scheme.lower() not in ("sqlite", "sqlite+pysqlite"):
+        raise StoreError(f"only SQLite is supported today, not {scheme!r}: give a URL like "
+                         "sqlite:////path/to/cairnflow.db")
+    if "?" in rest:
+        raise StoreError(f"URL options are not supported in {url!r}: remove the '?...' part")
+    if rest in ("", "/", "/:memory:"):
+        return ":memory:"
+    if not rest.startswith("/"):
+        raise StoreError(f"a SQLite URL names no host: use sqlite:///path, not {url!r}")
+    return rest[1:]
+
+
+class SQLiteStore(StateStore):
+    """A ``StateStore`` in one SQLite file, shared safely by threads and processes.
+
+    Args:
+        url: a database path, a ``sqlite:///path`` URL, or ``:memory:``.
+        readonly: open for reading only; the file is never changed (no schema
+            creation, no pragma that writes). A read-only store on a missing
+            file (or an empty one) behaves as an empty store.
+        large_result_bytes: results larger than this go to files under
+            ``results/`` beside the database.
+        busy_timeout: seconds SQLite waits for another process's lock.
+        lock_retry: seconds of retrying a locked database before
+            ``StoreLockedError``.
+
+    Raises:
+        StoreError: the file cannot be opened or is not a cairnflow database.
+        SchemaVersionError: the database was written by a newer cairnflow.
+
+    Example:
+        >>> import tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "cairnflow.db")
+        >>> SQLiteStore(f"sqlite:///{path}").find_run_ids("")
+        []
+    """
+
+    def __init__(self, url: str | os.PathLike[str], *, readonly: bool = False,
+                 large_result_bytes: int = LARGE_RESULT_BYTES,
+                 busy_timeout: float = policy.BUSY_TIMEOUT_SECONDS,
+                 lock_retry: float = policy.LOCK_RETRY_SECONDS) -> None:
+        self.path = path_from_url(os.fspath(url))
+        self.readonly = readonly
+        self._busy_timeout = busy_timeout
+        self._lock_retry = lock_retry
+        self._lock = threading.Lock()
+        self._task_runs = TaskRunCache()
+        self._closed = False
+        in_memory = self.path == ":memory:"
+        # A database in memory has no directory to keep large results in.
+        self._large = float("inf") if in_memory else large_result_bytes
+        self.results = None if in_memory else ResultFiles(
+            Path(self.path).resolve().parent / "results")
+        self._conn = self._guarded(self._open, "open")
+
+    # -- opening ----------------------------------------------------------------
+
+    def _open(self) -> sqlite3.Connection | None:
+        path = self.path
+        if path != ":memory:":
+            if os.path.isdir(path):
+                raise StoreError(f"{path} is a directory, not a cairnflow database file")
+            if not os.path.exists(path):
+                if self.readonly:
+                    return None  # nothing recorded yet: an empty store
+                parent = os.path.dirname(os.path.abspath(path))
+                if not os.path.isdir(parent):
+                    raise StoreError(f"cannot create the cairnflow database {path}: "
+                                     f"directory {parent} does not exist")
+            elif not self.readonly:
+                if policy.probe_schema_version(path, self._busy_timeout) == policy.SCHEMA_VERSION:
+                    return self._connect_writer(upgrade=False)
+        elif self.readonly:
+            return None
+        if self.readonly:
+            return self._connect_reader()
+        return self._connect_writer(upgrade=True)
+
+    def _connect_reader(self) -> sqlite3.Connection | None:
+        conn = policy.connect(self.path, readonly=True, busy_timeout=self._busy_timeout)
+        try:
+            current = policy.in_transaction(
+                conn, lambda cur: policy.check_schema_readable(cur, self.path), write=False)
+        except BaseException:
+            conn.close()
+            raise
+        if not current:
+            conn.close()
+            return None
+        return conn
+
+    def _connect_writer(self, *, upgrade: bool) -> sqlite3.Connection:
+        conn = policy.connect(self.path, readonly=False, busy_timeout=self._busy_timeout)
+        try:
+            if self.path != ":memory:":
+                policy.enable_wal(conn)
+            if upgrade:
+                policy.in_transaction(
+                    conn, lambda cur: policy.ensure_schema(cur, self.path), write=True)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    # -- the one way in -----------------------------------------------------------
+
+    def _guarded(self, fn: Callable[[], T], doing: str,
+                 refused: _Refusal | None = None) -> T:
+        try:
+            return policy.retrying(fn, budget=self._lock_retry, where=self.path)
+        except sqlite3.IntegrityError as exc:
+            if refused is not None:
+                raise refused(exc) from exc
+            raise StoreError(f"the cairnflow database {self.path} refused a write: "
+                             f"{exc}") from exc
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"cannot {doing} the cairnflow database {self.path}: {exc}") from exc
+
+    def _transact(self, fn: Callable[[sqlite3.Cursor], Any], *, write: bool,
+                  doing: str = "write to", refused: _Refusal | None = None,
+                  after: Callable[[], T] | None = None) -> Any:
+        """Run ``fn`` in one transaction under the store's lock, with the policy.
+
+        ``after``, if given, runs under the same lock once the transaction has
+        committed, and its value is returned instead of ``fn``'s.
+        """
+        if write and self.readonly:
+            raise StoreError(f"the cairnflow database {self.path} was opened read-only")
+        with self._lock:
+            if self._closed:
+                raise StoreError("this cairnflow store is closed")
+            conn = self._conn
+            if conn is None:
+                return fn(None)  # type: ignore[arg-type]  # empty read-only store
+            value = self._guarded(
+                lambda: policy.in_transaction(conn, fn, write=write), doing, refused)
+            return value if after is None else after()
+
+    def _read(self, fn: Callable[[sqlite3.Cursor | None], T]) -> T:
+        return self._transact(fn, write=False, doing="read")
+
+    # -- writes -----------------------------------------------------------------
+
+    def record_flow_run(self, run: FlowRunRecord) -> None:
+        values = rows.flow_run_values(run, now=ts(pendulum.now("UTC")))
+
+        def write(cur: sqlite3.Cursor) -> None:
+            cur.execute("INSERT INTO flow (name, created_at) VALUES (?, ?) "
+                        "ON CONFLICT (name) DO NOTHING", (run.flow_name, values["updated_at"]))
+            values["flow_id"] = cur.execute(
+                "SELECT id FROM flow WHERE name = ?", (run.flow_name,)).fetchone()[0]
+            cur.execute(rows.upsert_flow_run_sql(keep_flow_blob=run.flow_blob is None), values)
+
+        self._transact(write, write=True)
+
+    def record_transitions(self, transitions: Sequence[Transition]) -> None:
+        if not transitions:
+            return
+        batch = TransitionBatch(
+            self._task_runs, transitions, [ts(t.timestamp) for t in transitions],
+            [is_finished(t.state) for t in transitions], self._write_large_results(transitions))
+        try:
+            replaced = self._transact(batch, write=True, after=batch.committed,
+                                      refused=lambda exc: _unknown_runs(transitions, exc))
+        except BaseException:
+            self._remove_files(f.path for _, _, _, f in batch.rows if f)
+            raise
+        self._remove_files(replaced)
+
+    def _write_large_results(self, transitions: Sequence[Transition]) -> list[StoredFile | None]:
+        """Write results over the threshold to files, before their transaction."""
+        files: list[StoredFile | None] = [None] * len(transitions)
+        try:
+            for i, t in enumerate(transitions):
+                if t.result is not None and len(t.result.data) > self._large:
+                    files[i] = self.results.write(  # type: ignore[union-attr]
+                        t.flow_run_id, t.result.data)
+        except OSError as exc:
+            self._remove_files(f.path for f in files if f)
+            raise StoreError(f"cannot write a result file under {self.results.root}: "
+                             f"{exc}") from exc  # type: ignore[union-attr]
+        return files
+
+    def _remove_files(self, relative_paths: Any) -> None:
+        for rel in relative_paths:
+            self.results.remove(rel)  # type: ignore[union-attr]
+
+    def record_logs(self, entries: Sequence[LogEntry]) -> None:
+        if not entries:
+            return
+        values = [(e.flow_run_id, e.task_slug,
+                   NOT_MAPPED if e.map_index is None else e.map_index,
+                   ts(e.timestamp), e.level, e.logger, e.message) for e in entries]
+        self._transact(lambda cur: cur.executemany(_INSERT_LOG, values), write=True,
+                       refused=lambda exc: _unknown_runs(entries, exc))
+
+    def heartbeat(self, flow_run_id: str) -> None:
+        now = ts(pendulum.now("UTC"))
+
+        def write(cur: sqlite3.Cursor) -> None:
+            cur.execute("UPDATE flow_run SET updated_at = ? WHERE id = ?", (now, flow_run_id))
+            if not cur.rowcount:
+                raise UnknownRunError(f"no run with id {flow_run_id!r}")
+
+        self._transact(write, write=True)
+
+    def delete_runs(self, run_ids: Sequence[str]) -> int:
+        ids = list(dict.fromkeys(run_ids))
+        if not ids:
+            return 0
+
+        def write(cur: sqlite3.Cursor) -> list[str]:
+            gone = [rid for rid in ids if cur.execute(
+                "DELETE FROM flow_run WHERE id = ?", (rid,)).rowcount]
+            return gone
+
+        return len(self._forget(self._transact(write, write=True)))
+
+    def prune(self, older_than: datetime) -> int:
+        cutoff = ts(require_aware(older_than, "older_than"))
+
+        def write(cur: sqlite3.Cursor) -> list[str]:
+            now = rows.utc_now()
+            old = cur.execute(
+                "SELECT id, state, pid, host, updated_at FROM flow_run WHERE created_at < ?",
+                (cutoff,)).fetchall()
+            gone = [row[0] for row in old if is_finished(rows.reported_state(*row[1:], now))]
+            cur.executemany("DELETE FROM flow_run WHERE id = ?", [(rid,) for rid in gone])
+            return gone
+
+        return len(self._forget(self._transact(write, write=True)))
+
+    def _forget(self, run_ids: list[str]) -> list[str]:
+        """After deleting runs: drop their cached ids and their result files."""
+        with self._lock:
+            for rid in run_ids:
+                self._task_runs.forget(rid)
+        if self.results is not None:
+            for rid in run_ids:
+                self.results.remove_run(rid)
+        return run_ids
+
+    # -- reads ------------------------------------------------------------------
+
+    def get_flow_run(self, run_id: str) -> FlowRunInfo:
+        return self._read(lambda cur: rows.flow_run_info(cur, run_id))
+
+    def list_runs(self, flow_name: str | None = None, state: str | None = None,
+                  limit: int | None = None) -> list[FlowRunInfo]:
+        return self._read(lambda cur: rows.list_runs(cur, flow_name, state, limit))
+
+    def find_run_ids(self, prefix: str, limit: int = 2) -> list[str]:
+        def read(cur: sqlite3.Cursor | None) -> list[str]:
+            if cur is None:
+                return []
+            return [r[0] for r in cur.execute(
+                "SELECT id FROM flow_run WHERE id >= ? AND id < ? ORDER BY id LIMIT ?",
+                (prefix, prefix + "\U0010ffff", limit))]
+        return self._read(read)
+
+    def get_task_runs(self, run_id: str) -> list[TaskRunInfo]:
+        def read(cur: sqlite3.Cursor | None) -> list[TaskRunInfo]:
+            rows.require_run(cur, run_id)
+            return [rows.task_run_info(r) for r in cur.execute(
+                rows.TASK_RUNS_SQL, (run_id,))]  # type: ignore[union-attr]
+        return self._read(read)
+
+    def get_history(self, run_id: str, task_slug: str | None = None) -> list[Transition]:
+        return self._read(lambda cur: rows.history(cur, run_id, task_slug))
+
+    def load_result(self, run_id: str, task_slug: str,
+                    map_index: int | None = None) -> SerializedResult:
+        def read(cur: sqlite3.Cursor | None) -> tuple | None:
+            rows.require_run(cur, run_id)
+            return cur.execute(rows.RESULT_SQL, (  # type: ignore[union-attr]
+                run_id, task_slug, NOT_MAPPED if map_index is None else map_index)).fetchone()
+
+        found = self._read(read)
+        if found is None:
+            where = "" if map_index is None else f"[{map_index}]"
+            raise ResultNotFoundError(
+                f"task {task_slug!r}{where} of run {run_id} has no checkpointed result")
+        return self._result(run_id, task_slug, map_index, found)
+
+    def _result(self, run_id: str, slug: str, map_index: int | None,
+                row: Sequence[Any]) -> SerializedResult:
+        serializer, python_version, cloudpickle_version, data, path, size, sha = row
+        if path is not None:
+            what = f"the result of task {slug!r}" + (
+                "" if map_index is None else f"[{map_index}]") + f" of run {run_id}"
+            data = self.results.read(StoredFile(path, size, sha), what)  # type: ignore[union-attr]
+        return SerializedResult(data, serializer, python_version, cloudpickle_version)
+
+    def load_resume_data(self, run_id: str) -> ResumeData:
+        def read(cur: sqlite3.Cursor | None) -> tuple[FlowRunRecord, list]:
+            record = rows.flow_run_record(cur, run_id)
+            return record, cur.execute(  # type: ignore[union-attr]
+                rows.RESUME_SQL, (run_id,)).fetchall()
+
+        record, found = self._read(read)
+        data = ResumeData(run=record)
+        for row in found:
+            info = rows.task_run_info(row[:9])
+            key: TaskKey = (info.task_slug, info.map_index)
+            data.task_runs[key] = info
+            if info.has_result:
+                data.results[key] = self._result(run_id, info.task_slug, info.map_index,
+                                                 row[9:])
+        return data
+
+    def get_logs(self, run_id: str, task_slug: str | None = None) -> list[LogEntry]:
+        return self._read(lambda cur: rows.logs(cur, run_id, task_slug))
+
+    def list_flows(self) -> list[FlowInfo]:
+        return self._read(rows.flows)
+
+    def close(self) -> None:
+        """Close the connection; the store is unusable afterwards."""
+        with self._lock:
+            if self._conn is not None and not self._closed:
+                self._conn.close()
+            self._closed = True
+            self._task_runs.clear()
+
+    def __repr__(self) -> str:
+        mode = ", readonly" if self.readonly else ""
+        return f"SQLiteStore({self.path!r}{mode})"
+
+
+def _unknown_runs(records: Sequence[Any], exc: sqlite3.IntegrityError) -> StoreError:
+    if "FOREIGN KEY" not in str(exc).upper():
+        return StoreError(f"the cairnflow database refused a write: {exc}")
+    ids = sorted({r.flow_run_id for r in records})
+    return UnknownRunError(f"no run with id {', '.join(map(repr, ids))}")

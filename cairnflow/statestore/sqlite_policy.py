@@ -1,0 +1,242 @@
+"""The one SQLite policy: how cairnflow opens, locks, retries and upgrades a database.
+
+Everything that decides how SQLite is used lives here, so it can be read in
+one place:
+
+* WAL journal, so readers never block the writer and several processes can
+  share one database.
+* ``synchronous=NORMAL`` (survives any crash of the process) unless
+  ``CAIRNFLOW_DURABILITY=full`` asks for ``FULL`` (survives power loss too).
+* ``foreign_keys=ON``, so deleting a run deletes everything it owns.
+* A busy timeout of seconds, and every write transaction opened with
+  ``BEGIN IMMEDIATE`` on a connection in autocommit mode (Python's implicit
+  transactions are off), so a writer takes the write lock up front instead of
+  failing half-way when another process commits first.
+* "database is locked" / "busy" errors retried with exponential backoff and
+  jitter within a bounded budget, then ``StoreLockedError``.
+* Schema versioning: a newer database is refused before a single byte of it
+  is written; an older one is upgraded by ordered migration steps.
+* Read-only connections (``mode=ro`` and ``query_only``) for readers: reading
+  never changes the file.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sqlite3
+import time
+from collections.abc import Callable
+from typing import TypeVar
+from urllib.parse import quote
+
+from cairnflow.exceptions import SchemaVersionError, StoreError, StoreLockedError
+
+__all__ = [
+    "SCHEMA_VERSION", "MIGRATIONS", "BUSY_TIMEOUT_SECONDS", "LOCK_RETRY_SECONDS",
+    "synchronous_mode", "connect", "enable_wal", "is_busy", "retrying", "in_transaction",
+    "probe_schema_version", "check_schema_readable", "ensure_schema",
+]
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+"""The schema this code writes and reads."""
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Cursor], None]] = {}
+"""Step ``n`` upgrades a database at schema ``n - 1`` to schema ``n``.
+
+Each step runs inside the writer's ``BEGIN IMMEDIATE`` transaction together
+with the version bump, so an upgrade is all or nothing. Schema 1 is the first
+released schema, so there is no step yet; a new database is created at
+``SCHEMA_VERSION`` directly from ``cairnflow.statestore.models``.
+"""
+
+BUSY_TIMEOUT_SECONDS = 30.0
+"""How long SQLite itself waits for a lock before reporting "busy"."""
+
+LOCK_RETRY_SECONDS = 60.0
+"""How long a store keeps retrying a locked database before giving up."""
+
+_BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+def synchronous_mode() -> str:
+    """``FULL`` when ``CAIRNFLOW_DURABILITY=full``, else ``NORMAL``."""
+    return "FULL" if os.environ.get("CAIRNFLOW_DURABILITY", "").lower() == "full" else "NORMAL"
+
+
+def connect(path: str, *, readonly: bool,
+            busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> sqlite3.Connection:
+    """Open ``path`` (or ``:memory:``) with cairnflow's pragmas applied.
+
+    The connection is in autocommit mode: callers open transactions explicitly
+    with ``in_transaction``. It may be shared between threads under a lock.
+    """
+    if path == ":memory:":
+        target = ":memory:"
+    else:
+        target = f"file:{quote(path)}?mode={'ro' if readonly else 'rwc'}"
+    conn = sqlite3.connect(target, uri=True, isolation_level=None,
+                           check_same_thread=False, timeout=busy_timeout)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        if readonly:
+            conn.execute("PRAGMA query_only = ON")
+        else:
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute(f"PRAGMA synchronous = {synchronous_mode()}")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def enable_wal(conn: sqlite3.Connection) -> None:
+    """Switch a writer's database to WAL (persistent; a no-op once set)."""
+    conn.execute("PRAGMA journal_mode = WAL").fetchone()
+
+
+def is_busy(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` means another connection holds a lock we need."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in _BUSY_CODES
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def retrying(fn: Callable[[], T], *, budget: float, where: str) -> T:
+    """Call ``fn``; while the database is locked, retry with backoff and jitter.
+
+    Each try already waits up to the busy timeout inside SQLite; the retries
+    cover the cases SQLite reports "busy" without waiting (WAL recovery, a
+    lock held across the busy handler). Raises ``StoreLockedError`` once
+    ``budget`` seconds have passed.
+    """
+    deadline = time.monotonic() + budget
+    delay = 0.005
+    while True:
+        try:
+            return fn()
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc):
+                raise
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise StoreLockedError(
+                    f"the cairnflow database {where} stayed locked by another process "
+                    f"for {budget:g} s ({exc}): wait for it to finish, or stop it"
+                ) from exc
+            time.sleep(min(remaining, delay * random.uniform(0.5, 1.5)))
+            delay = min(delay * 2, 1.0)
+
+
+def in_transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Cursor], T], *,
+                   write: bool) -> T:
+    """Run ``fn(cursor)`` in one transaction; commit, or roll back and re-raise.
+
+    Writers use ``BEGIN IMMEDIATE`` (take the write lock now, wait for it
+    under the busy timeout); readers a deferred ``BEGIN`` for a consistent
+    snapshot across several queries.
+    """
+    cur = conn.cursor()
+    cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+    try:
+        result = fn(cur)
+        cur.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.rollback()
+        raise
+    return result
+
+
+# -- schema versioning ------------------------------------------------------------
+
+
+def _stored_version(cur: sqlite3.Cursor) -> int | None:
+    """The database's schema version; None for an empty database.
+
+    Raises ``StoreError`` for a SQLite file that holds someone else's tables.
+    """
+    names = {row[0] for row in cur.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "schema_version" not in names:
+        if names - {"sqlite_sequence"}:
+            raise StoreError("this SQLite database is not a cairnflow store "
+                             f"(it has tables {', '.join(sorted(names))})")
+        return None
+    row = cur.execute("SELECT version FROM schema_version").fetchone()
+    if row is None:
+        raise StoreError("this cairnflow database has no schema version: it is damaged")
+    return int(row[0])
+
+
+def _refuse_newer(version: int | None, where: str) -> None:
+    if version is not None and version > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"the cairnflow database {where} was written by a newer cairnflow (schema "
+            f"{version}, this one reads up to {SCHEMA_VERSION}): upgrade cairnflow")
+
+
+def probe_schema_version(path: str, busy_timeout: float) -> int | None:
+    """Read the schema version through a read-only connection; refuse a newer one.
+
+    A writer calls this before any pragma or DDL, so that a database written by
+    a newer cairnflow is left exactly as it was.
+    """
+    conn = connect(path, readonly=True, busy_timeout=busy_timeout)
+    try:
+        version = in_transaction(conn, _stored_version, write=False)
+    finally:
+        conn.close()
+    _refuse_newer(version, path)
+    return version
+
+
+def check_schema_readable(cur: sqlite3.Cursor, where: str) -> bool:
+    """For a reader: True when the database holds a current schema, False if empty."""
+    version = _stored_version(cur)
+    _refuse_newer(version, where)
+    if version is not None and version < SCHEMA_VERSION:
+        raise StoreError(
+            f"the cairnflow database {where} has schema {version}, older than this "
+            f"cairnflow's {SCHEMA_VERSION}: run any flow against it once to upgrade it")
+    return version is not None
+
+
+def ensure_schema(cur: sqlite3.Cursor, where: str) -> None:
+    """Create the schema in an empty database or upgrade an older one.
+
+    Runs inside a writer's ``BEGIN IMMEDIATE`` transaction (DDL is
+    transactional in SQLite), so a failed upgrade leaves the database as it was.
+    """
+    version = _stored_version(cur)
+    _refuse_newer(version, where)
+    if version is None:
+        _create_schema(cur)
+        cur.execute("INSERT INTO schema_version (id, version) VALUES (1, ?)",
+                    (SCHEMA_VERSION,))
+        return
+    for step in range(version + 1, SCHEMA_VERSION + 1):
+        migrate = MIGRATIONS.get(step)
+        if migrate is None:
+            raise StoreError(f"no migration from schema {step - 1} to {step}: "
+                             f"this cairnflow cannot upgrade the database {where}")
+        migrate(cur)
+        cur.execute("UPDATE schema_version SET version = ?", (step,))
+
+
+def _create_schema(cur: sqlite3.Cursor) -> None:
+    # SQLAlchemy is imported only here: opening an existing store stays fast.
+    from sqlalchemy.dialects import sqlite as sqlite_dialect
+    from sqlalchemy.schema import CreateIndex, CreateTable
+
+    from cairnflow.statestore.models import metadata
+
+    dialect = sqlite_dialect.dialect()
+    for table in metadata.sorted_tables:
+        cur.execute(str(CreateTable(table).compile(dialect=dialect)))
+        for index in sorted(table.indexes, key=lambda i: i.name or ""):
+            cur.execute(str(CreateIndex(index).compile(dialect=dialect)))

@@ -1,0 +1,602 @@
+"""What only the SQLite store does: its policy, schema versions, files, processes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pendulum
+import pytest
+
+from cairnflow.exceptions import (
+    ResultLoadError, SchemaVersionError, StoreError, StoreLockedError, UnknownRunError,
+)
+from cairnflow.statestore import default_url, open_store
+from cairnflow.statestore import sqlite_policy as policy
+from cairnflow.statestore.base import FlowRunRecord, LogEntry, Transition
+from cairnflow.statestore.serialize import SerializedResult, dump, load
+from cairnflow.statestore.sqlite import SQLiteStore, path_from_url
+
+REPO = Path(__file__).resolve().parents[1]
+T0 = pendulum.datetime(2024, 5, 1, 12, tz="UTC")
+BIG = SerializedResult(os.urandom((1 << 20) + 1))
+
+
+def record(run_id="run-1", pid=None) -> FlowRunRecord:
+    return FlowRunRecord(
+        id=run_id, flow_name="etl", flow_hash="h", parameters={"n": 1},
+        parameters_blob=dump({"n": 1}), source_file=None, source_variable=None,
+        flow_blob=None, attempt=1, pid=os.getpid() if pid is None else pid,
+        host=os.uname().nodename, started_at=T0)
+
+
+def tr(state, slug=None, run_id="run-1", result=None, map_index=None) -> Transition:
+    return Transition(run_id, 1, slug, slug, map_index, state, None, T0, result)
+
+
+@pytest.fixture
+def db(tmp_path) -> Path:
+    return tmp_path / "cairnflow.db"
+
+
+@pytest.fixture
+def store(db):
+    made = SQLiteStore(db)
+    made.record_flow_run(record())
+    yield made
+    made.close()
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def sql(db: Path, query: str, *params):
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        return conn.execute(query, params).fetchall()
+    finally:
+        conn.close()
+
+
+# -- the policy -----------------------------------------------------------------
+
+
+def test_database_is_in_wal_mode_with_foreign_keys(store, db):
+    assert sql(db, "PRAGMA journal_mode") == [("wal",)]
+    assert store._conn.execute("PRAGMA foreign_keys").fetchone() == (1,)
+    assert store._conn.execute("PRAGMA busy_timeout").fetchone() == (30000,)
+
+
+@pytest.mark.parametrize("env, expected", [(None, 1), ("full", 2), ("FULL", 2), ("normal", 1)])
+def test_durability_env_sets_synchronous(db, monkeypatch, env, expected):
+    if env is None:
+        monkeypatch.delenv("CAIRNFLOW_DURABILITY", raising=False)
+    else:
+        monkeypatch.setenv("CAIRNFLOW_DURABILITY", env)
+    with_store = SQLiteStore(db)
+    assert with_store._conn.execute("PRAGMA synchronous").fetchone() == (expected,)
+    with_store.close()
+
+
+def test_timestamps_are_stored_as_sortable_utc_text_and_read_as_pendulum(store, db):
+    paris = pendulum.datetime(2024, 5, 1, 14, 0, 0, 7, tz="Europe/Paris")
+    store.record_transitions([Transition("run-1", 1, None, None, None, "Failed", None, paris)])
+    [(stored,)] = sql(db, "SELECT ended_at FROM flow_run")
+    assert stored == "2024-05-01T12:00:00.000007+00:00"
+    ended = store.get_flow_run("run-1").ended_at
+    assert isinstance(ended, pendulum.DateTime) and ended.timezone_name == "UTC"
+    assert ended == paris
+
+
+def test_retrying_backs_off_until_the_lock_is_gone():
+    calls = []
+
+    def flaky():
+        calls.append(time.monotonic())
+        if len(calls) < 4:
+            raise sqlite3.OperationalError("database is locked")
+        return "done"
+
+    assert policy.retrying(flaky, budget=5, where="x.db") == "done"
+    gaps = [b - a for a, b in zip(calls, calls[1:])]
+    assert len(gaps) == 3 and gaps[-1] > gaps[0]
+
+
+def test_retrying_gives_up_with_store_locked_error():
+    def locked():
+        raise sqlite3.OperationalError("database is locked")
+
+    with pytest.raises(StoreLockedError, match="stayed locked by another process"):
+        policy.retrying(locked, budget=0.2, where="x.db")
+
+
+def test_other_errors_are_not_retried():
+    calls = []
+
+    def broken():
+        calls.append(1)
+        raise sqlite3.OperationalError("no such table: nope")
+
+    with pytest.raises(sqlite3.OperationalError):
+        policy.retrying(broken, budget=5, where="x.db")
+    assert calls == [1]
+
+
+def hold_write_lock(db: Path, seconds: float) -> threading.Thread:
+    """Another connection takes the write lock and keeps it for ``seconds``."""
+    held = threading.Event()
+
+    def hold():
+        conn = sqlite3.connect(db, isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        held.set()
+        time.sleep(seconds)
+        conn.execute("COMMIT")
+        conn.close()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    held.wait()
+    return thread
+
+
+def test_a_briefly_locked_database_is_waited_out(store, db):
+    holder = hold_write_lock(db, 0.5)
+    started = time.monotonic()
+    store.record_transitions([tr("Running", "a-1")])
+    assert time.monotonic() - started > 0.3
+    holder.join()
+    assert store.get_task_runs("run-1")[0].state == "Running"
+
+
+def test_a_lock_past_the_busy_timeout_is_retried(db):
+    patient = SQLiteStore(db, busy_timeout=0.05, lock_retry=10)
+    patient.record_flow_run(record())
+    holder = hold_write_lock(db, 0.6)
+    patient.record_transitions([tr("Running", "a-1")])
+    holder.join()
+    assert len(patient.get_history("run-1")) == 1
+
+
+def test_a_database_locked_for_too_long_is_store_locked_error(db):
+    impatient = SQLiteStore(db, busy_timeout=0.05, lock_retry=0.3)
+    impatient.record_flow_run(record())
+    holder = hold_write_lock(db, 1.5)
+    with pytest.raises(StoreLockedError, match="locked"):
+        impatient.record_transitions([tr("Running", "a-1")])
+    holder.join()
+    assert impatient.get_history("run-1") == []
+
+
+# -- schema versions --------------------------------------------------------------
+
+
+def test_a_new_database_records_the_schema_version(store, db):
+    assert sql(db, "SELECT version FROM schema_version") == [(policy.SCHEMA_VERSION,)]
+
+
+def test_a_newer_database_is_refused_and_left_untouched(store, db):
+    store.close()
+    sql(db, "UPDATE schema_version SET version = 99")
+    sqlite3.connect(db).execute("PRAGMA wal_checkpoint(TRUNCATE)").close()
+    before = digest(db)
+    for readonly in (False, True):
+        with pytest.raises(SchemaVersionError, match=(
+                r"written by a newer cairnflow \(schema 99, this one reads up to "
+                rf"{policy.SCHEMA_VERSION}\): upgrade cairnflow")):
+            SQLiteStore(db, readonly=readonly)
+    assert digest(db) == before
+
+
+def add_note_column(cur: sqlite3.Cursor) -> None:
+    cur.execute("ALTER TABLE flow_run ADD COLUMN note TEXT")
+    cur.execute("CREATE INDEX ix_test_note ON flow_run (note)")
+
+
+def test_an_older_database_is_upgraded_step_by_step(store, db, monkeypatch):
+    store.record_transitions([tr("Success", "a-1", result=dump(1))])
+    store.close()
+    monkeypatch.setattr(policy, "SCHEMA_VERSION", policy.SCHEMA_VERSION + 1)
+    monkeypatch.setitem(policy.MIGRATIONS, policy.SCHEMA_VERSION, add_note_column)
+    with pytest.raises(StoreError, match="older than this cairnflow"):
+        SQLiteStore(db, readonly=True)
+    upgraded = SQLiteStore(db)
+    assert sql(db, "SELECT version FROM schema_version") == [(policy.SCHEMA_VERSION,)]
+    assert ("note",) in sql(db, "SELECT name FROM pragma_table_info('flow_run')")
+    assert load(upgraded.load_result("run-1", "a-1")) == 1
+    upgraded.close()
+
+
+def test_a_failed_upgrade_changes_nothing(store, db, monkeypatch):
+    store.close()
+
+    def broken_step(cur):
+        cur.execute("ALTER TABLE flow_run ADD COLUMN note TEXT")
+        cur.execute("THIS IS NOT SQL")
+
+    monkeypatch.setattr(policy, "SCHEMA_VERSION", policy.SCHEMA_VERSION + 1)
+    monkeypatch.setitem(policy.MIGRATIONS, policy.SCHEMA_VERSION, broken_step)
+    with pytest.raises(StoreError):
+        SQLiteStore(db)
+    assert sql(db, "SELECT version FROM schema_version") == [(policy.SCHEMA_VERSION - 1,)]
+    assert ("note",) not in sql(db, "SELECT name FROM pragma_table_info('flow_run')")
+
+
+def test_a_missing_migration_step_is_a_clear_error(store, db, monkeypatch):
+    store.close()
+    monkeypatch.setattr(policy, "SCHEMA_VERSION", policy.SCHEMA_VERSION + 1)
+    with pytest.raises(StoreError, match="no migration from schema"):
+        SQLiteStore(db)
+
+
+# -- large results in files -----------------------------------------------------------
+
+
+def result_files(db: Path) -> list[Path]:
+    return sorted((db.parent / "results").rglob("*.pkl"))
+
+
+def test_a_large_result_goes_to_a_file_and_round_trips(store, db):
+    store.record_transitions([tr("Success", "big-1", result=BIG),
+                              tr("Success", "small-1", result=dump("small"))])
+    [file] = result_files(db)
+    assert file.parent.name == "run-1" and file.stat().st_size == len(BIG.data)
+    assert sql(db, "SELECT task_slug, data IS NULL, path IS NULL FROM task_result "
+                   "ORDER BY task_slug") == [("big-1", 1, 0), ("small-1", 0, 1)]
+    assert store.load_result("run-1", "big-1") == BIG
+    assert store.load_resume_data("run-1").results[("big-1", None)] == BIG
+    assert not list((db.parent / "results").rglob("*.tmp"))
+
+
+def test_the_threshold_can_be_set(db):
+    small = SQLiteStore(db, large_result_bytes=10)
+    small.record_flow_run(record())
+    small.record_transitions([tr("Success", "a-1", result=dump("more than ten bytes"))])
+    assert len(result_files(db)) == 1
+    assert load(small.load_result("run-1", "a-1")) == "more than ten bytes"
+
+
+@pytest.mark.parametrize("damage", [
+    lambda f: f.unlink(),
+    lambda f: f.write_bytes(f.read_bytes()[:-1]),
+    lambda f: f.write_bytes(b"\x00" + f.read_bytes()[1:]),
+])
+def test_a_missing_or_damaged_result_file_is_result_load_error(store, db, damage):
+    store.record_transitions([tr("Success", "big-1", result=BIG)])
+    damage(result_files(db)[0])
+    with pytest.raises(ResultLoadError, match="'big-1' of run run-1"):
+        store.load_result("run-1", "big-1")
+    with pytest.raises(ResultLoadError, match="'big-1' of run run-1"):
+        store.load_resume_data("run-1")
+
+
+def test_deleting_and_pruning_runs_removes_their_files(store, db):
+    store.record_transitions([tr("Success", "big-1", result=BIG), tr("Success")])
+    store.record_flow_run(record("run-2"))
+    store.record_transitions([tr("Success", "big-1", "run-2", result=BIG)])
+    assert len(result_files(db)) == 2
+    assert store.delete_runs(["run-2"]) == 1
+    assert [f.parent.name for f in result_files(db)] == ["run-1"]
+    assert store.prune(T0.add(days=1)) == 1
+    assert result_files(db) == []
+
+
+def test_a_replaced_file_result_is_removed(store, db):
+    store.record_transitions([tr("Success", "big-1", result=BIG)])
+    store.record_transitions([tr("Success", "big-1", result=dump("now small"))])
+    assert result_files(db) == []
+    assert load(store.load_result("run-1", "big-1")) == "now small"
+
+
+def test_a_file_whose_transaction_failed_is_removed(store, db):
+    with pytest.raises(UnknownRunError):
+        store.record_transitions([tr("Success", "big-1", "no-such-run", result=BIG)])
+    assert result_files(db) == []
+
+
+# -- opening: read-only, bad files, URLs -------------------------------------------------
+
+
+def test_read_only_on_a_missing_database_is_an_empty_store(tmp_path):
+    empty = SQLiteStore(tmp_path / "nothing.db", readonly=True)
+    assert empty.list_runs() == [] and empty.list_flows() == []
+    with pytest.raises(UnknownRunError):
+        empty.resolve_run_id("last")
+    with pytest.raises(UnknownRunError):
+        empty.get_task_runs("abc")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_reads_never_change_the_file(store, db):
+    store.record_transitions([tr("Success", "a-1", result=dump(1))])
+    store.close()
+    before = digest(db)
+    reader = SQLiteStore(db, readonly=True)
+    reader.list_runs(), reader.get_task_runs("run-1"), reader.get_history("run-1")
+    reader.load_resume_data("run-1"), reader.list_flows(), reader.get_logs("run-1")
+    with pytest.raises(StoreError, match="read-only"):
+        reader.record_transitions([tr("Running", "b-1")])
+    with pytest.raises(StoreError, match="read-only"):
+        reader.delete_runs(["run-1"])
+    reader.close()
+    assert digest(db) == before
+
+
+def test_a_directory_is_a_store_error(tmp_path):
+    with pytest.raises(StoreError, match="is a directory"):
+        SQLiteStore(tmp_path)
+
+
+@pytest.mark.parametrize("readonly", [False, True])
+def test_a_file_that_is_not_a_database_is_a_store_error(tmp_path, readonly):
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not a database, just some text" * 100)
+    before = digest(junk)
+    with pytest.raises(StoreError, match="not a database") as caught:
+        SQLiteStore(junk, readonly=readonly)
+    assert "\n" not in str(caught.value)
+    assert digest(junk) == before
+
+
+def test_someone_elses_sqlite_database_is_refused(tmp_path):
+    other = tmp_path / "other.db"
+    sql(other, "CREATE TABLE customers (id INTEGER)")
+    with pytest.raises(StoreError, match="not a cairnflow store"):
+        SQLiteStore(other)
+
+
+def test_a_missing_directory_is_a_store_error(tmp_path):
+    with pytest.raises(StoreError, match="does not exist"):
+        SQLiteStore(tmp_path / "no" / "such" / "dir.db")
+
+
+@pytest.mark.parametrize("url, path", [
+    ("sqlite:///relative.db", "relative.db"),
+    ("sqlite:////abs/olute.db", "/abs/olute.db"),
+    ("sqlite+pysqlite:////abs/olute.db", "/abs/olute.db"),
+    ("sqlite://", ":memory:"), ("sqlite:///:memory:", ":memory:"), (":memory:", ":memory:"),
+    ("/plain/path.db", "/plain/path.db"),
+])
+def test_urls_name_paths(url, path):
+    assert path_from_url(url) == path
+
+
+@pytest.mark.parametrize("url", ["postgresql://host/db", "mysql://x", "sqlite:///x.db?mode=ro",
+                                 "sqlite://host/x.db"])
+def test_unsupported_urls_are_store_errors(url):
+    with pytest.raises(StoreError):
+        open_store(url)
+
+
+def test_open_store_defaults_to_cairnflow_home(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("CAIRNFLOW_HOME", str(home))
+    monkeypatch.delenv("CAIRNFLOW_DB_URL", raising=False)
+    assert default_url() == f"sqlite:///{home}/cairnflow.db"
+    assert open_store(readonly=True).list_runs() == []
+    assert not home.exists()
+    opened = open_store()
+    opened.record_flow_run(record())
+    opened.close()
+    assert (home / "cairnflow.db").is_file()
+
+
+def test_open_store_follows_cairnflow_db_url(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAIRNFLOW_DB_URL", f"sqlite:///{tmp_path}/elsewhere.db")
+    assert open_store().path == f"{tmp_path}/elsewhere.db"
+    monkeypatch.chdir(tmp_path)
+    assert Path(open_store("sqlite:///here.db").path).resolve() == tmp_path / "here.db"
+
+
+def test_a_store_in_memory_works(tmp_path):
+    memory = open_store("sqlite://")
+    memory.record_flow_run(record())
+    memory.record_transitions([tr("Success", "big-1", result=BIG)])
+    assert memory.load_result("run-1", "big-1") == BIG
+    assert open_store(":memory:", readonly=True).list_runs() == []
+
+
+# -- several store objects, threads and processes ---------------------------------------
+
+
+def test_a_closed_store_refuses_use(store):
+    store.close()
+    store.close()
+    with pytest.raises(StoreError, match="closed"):
+        store.list_runs()
+    with pytest.raises(StoreError, match="closed"):
+        store.record_transitions([tr("Running", "a-1")])
+
+
+def test_runs_survive_closing_and_reopening(store, db):
+    store.record_transitions([tr("Running", "a-1"), tr("Success", "a-1", result=dump(5))])
+    store.close()
+    again = SQLiteStore(db)
+    assert again.get_task_runs("run-1")[0].state == "Success"
+    assert load(again.load_result("run-1", "a-1")) == 5
+
+
+def test_two_store_objects_share_task_runs(store, db):
+    other = SQLiteStore(db)
+    store.record_transitions([tr("Running", "a-1")])
+    other.record_transitions([tr("Retrying", "a-1"), tr("Running", "a-1")])
+    store.record_transitions([tr("Success", "a-1", result=dump(1))])
+    other.record_transitions([tr("Success", "a-1", result=dump(2))])
+    [task] = store.get_task_runs("run-1")
+    assert (task.state, task.attempts) == ("Success", 2)
+    assert load(store.load_result("run-1", "a-1")) == 2
+    assert [t.state for t in store.get_history("run-1")] == [
+        "Running", "Retrying", "Running", "Success", "Success"]
+
+
+def test_writing_to_a_run_deleted_elsewhere_is_unknown_run_error(store, db):
+    store.record_transitions([tr("Running", "a-1")])
+    SQLiteStore(db).delete_runs(["run-1"])
+    with pytest.raises(UnknownRunError):
+        store.record_transitions([tr("Success", "a-1")])
+
+
+WRITER = textwrap.dedent("""
+    import os, sys, time
+    import pendulum
+    from cairnflow.statestore.base import FlowRunRecord, LogEntry, Transition
+    from cairnflow.statestore.serialize import dump
+    from cairnflow.statestore.sqlite import SQLiteStore
+    db, me, tasks, start = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+    time.sleep(max(0.0, start - time.time()))
+    store = SQLiteStore(db)
+    now = pendulum.now("UTC")
+    store.record_flow_run(FlowRunRecord(me, "etl", "h", {}, None, None, None, None, 1,
+                                        os.getpid(), "host", now))
+    for run in (me, "shared"):
+        for i in range(tasks):
+            slug = f"{me}-{i}"
+            store.record_transitions([Transition(run, 1, slug, None, None, "Running", None, now)])
+            store.record_transitions([Transition(run, 1, slug, None, None, "Success", None,
+                                                 now, dump(i))])
+            store.record_logs([LogEntry(run, slug, None, now, 20, "x", slug)])
+    store.record_transitions([Transition(me, 1, None, None, None, "Success", None, now)])
+""")
+
+
+def test_several_processes_write_to_one_new_database_at_once(tmp_path):
+    db = tmp_path / "shared.db"
+    writers, tasks = 4, 60
+    start = time.time() + 1.5
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(db), f"p{n}", str(tasks),
+                               str(start)], env=env, stderr=subprocess.PIPE)
+             for n in range(writers)]
+    # The shared run appears while the writers are starting, racing them to the schema.
+    time.sleep(max(0.0, start - time.time() - 0.2))
+    opener = SQLiteStore(db)
+    opener.record_flow_run(record("shared"))
+    errors = [p.communicate(timeout=120)[1].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0] * writers, errors
+    for n in range(writers):
+        assert opener.get_flow_run(f"p{n}").state == "Success"
+        assert len(opener.get_history(f"p{n}")) == 2 * tasks + 1
+    assert len(opener.get_task_runs("shared")) == writers * tasks
+    history = opener.get_history("shared")
+    assert len(history) == 2 * writers * tasks
+    for n in range(writers):  # each writer's transitions kept their order
+        mine = [t.task_slug for t in history if t.task_slug.startswith(f"p{n}-")]
+        assert mine == [f"p{n}-{i}" for i in range(tasks) for _ in (0, 1)]
+    assert len(opener.get_logs("shared")) == writers * tasks
+
+
+# -- queries stay indexed ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("query", [
+    "SELECT * FROM task_run WHERE flow_run_id = 'x'",
+    "SELECT * FROM state_transition WHERE flow_run_id = 'x' ORDER BY seq",
+    "SELECT * FROM log_record WHERE flow_run_id = 'x' ORDER BY seq",
+    "SELECT * FROM flow_run ORDER BY created_at DESC, rowid DESC LIMIT 20",
+    "SELECT * FROM flow_run WHERE state = 'Failed' ORDER BY created_at DESC, rowid DESC",
+    "SELECT * FROM flow_run WHERE flow_id = 1 ORDER BY created_at DESC, rowid DESC",
+    "SELECT id FROM flow_run WHERE id >= 'ab' AND id < 'ab\U0010ffff' ORDER BY id",
+])
+def test_reads_use_indexes(store, db, query):
+    plan = " ".join(row[-1] for row in sql(db, f"EXPLAIN QUERY PLAN {query}"))
+    assert "SEARCH" in plan or "USING INDEX" in plan or "USING COVERING INDEX" in plan, plan
+    assert "TEMP B-TREE" not in plan, plan
+
+
+# -- sizes the CLI must handle ----------------------------------------------------------
+
+
+def many_runs(store: SQLiteStore, db: Path, count: int) -> None:
+    """``count`` more runs, one a second after T0: copies of run-1, made in SQL for speed."""
+    sql(db, """
+        WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
+        INSERT INTO flow_run SELECT printf('%08d-copy', i), flow_id, flow_hash,
+            CASE i % 3 WHEN 0 THEN 'Failed' ELSE 'Success' END, message, parameters,
+            parameters_blob, parameters_serializer, parameters_python_version,
+            parameters_cloudpickle_version, source_file, source_variable, flow_blob,
+            flow_serializer, flow_python_version, flow_cloudpickle_version, attempt, pid,
+            host, strftime('%Y-%m-%dT%H:%M:%f000+00:00', '2024-05-01 12:00:00', i || ' seconds'),
+            started_at, ended_at, updated_at
+        FROM n, flow_run WHERE flow_run.id = 'run-1'""", count)
+
+
+def big_run(store: SQLiteStore, tasks: int, batch: int = 2000) -> None:
+    for start in range(0, tasks, batch):
+        store.record_transitions([
+            t for i in range(start, min(start + batch, tasks))
+            for t in (tr("Running", "sq-1", map_index=i),
+                      tr("Success", "sq-1", map_index=i, result=dump(i)))])
+
+
+def elapsed(fn) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def test_listing_10000_runs_is_one_quick_query(store, db):
+    many_runs(store, db, 10_000)
+    assert elapsed(lambda: store.list_runs(limit=20)) < 0.1
+    assert elapsed(lambda: store.list_runs(state="Failed", limit=20)) < 0.1
+    assert elapsed(lambda: store.resolve_run_id("00005123")) < 0.1
+    runs = []
+    assert elapsed(lambda: runs.extend(store.list_runs())) < 1.5
+    assert len(runs) == 10_001 and runs[0].id == "00010000-copy"
+
+
+def test_a_run_with_10000_task_runs_reads_quickly(store):
+    big_run(store, 10_000)
+    task_runs, data = [], []
+    assert elapsed(lambda: task_runs.extend(store.get_task_runs("run-1"))) < 1.0
+    assert elapsed(lambda: data.append(store.load_resume_data("run-1"))) < 1.0
+    assert elapsed(lambda: store.get_history("run-1", task_slug="sq-1")) < 1.5
+    assert [t.map_index for t in task_runs] == list(range(10_000))
+    assert load(data[0].results[("sq-1", 9_999)]) == 9_999
+
+
+READER = textwrap.dedent("""
+    import resource, sys, time
+    started = time.perf_counter()
+    from cairnflow.statestore import open_store
+    store = open_store(sys.argv[1], readonly=True)
+    what = sys.argv[2]
+    if what == "ls":
+        store.list_runs()
+    else:
+        data = store.load_resume_data("run-1")
+        assert len(data.task_runs) == len(data.results) == int(what)
+        assert len(store.get_task_runs("run-1")) == int(what)
+        assert len(store.get_history("run-1")) == 2 * int(what)
+    print(time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+""")
+
+
+def read_in_a_new_process(db: Path, what: str) -> tuple[float, int]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", READER, f"sqlite:///{db}", what], env=env,
+                         check=True, capture_output=True, text=True).stdout.split()
+    return float(out[0]), int(out[1]) * 1024
+
+
+@pytest.mark.slow
+def test_listing_10000_runs_takes_a_new_process_under_half_a_second(store, db):
+    many_runs(store, db, 10_000)
+    store.close()
+    seconds, _ = min(read_in_a_new_process(db, "ls") for _ in range(3))
+    assert seconds < 0.5
+
+
+@pytest.mark.slow
+def test_a_run_with_100000_mapped_children_is_readable_within_1_gib(store, db):
+    big_run(store, 100_000, batch=5000)
+    store.close()
+    seconds, peak = read_in_a_new_process(db, "100000")
+    assert peak < 1 << 30, f"peak RSS {peak / 2**20:.0f} MiB"

@@ -1,0 +1,438 @@
+"""The StateStore contract, run against every store (huey's StorageTests style).
+
+Each test takes the ``store`` fixture, which is parametrized over the
+in-memory reference store and the SQLite store on a real file.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+from datetime import datetime, timedelta
+
+import pendulum
+import pytest
+
+from cairnflow.exceptions import AmbiguousRunError, ResultNotFoundError, UnknownRunError
+from cairnflow.statestore.base import FlowRunRecord, LogEntry, StateStore, Transition
+from cairnflow.statestore.memory import MemoryStore
+from cairnflow.statestore.serialize import dump, load
+from cairnflow.statestore.sqlite import SQLiteStore
+
+T0 = pendulum.datetime(2024, 5, 1, 12, 0, 0, tz="UTC")
+HOST = socket.gethostname()
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request, tmp_path):
+    made: StateStore = MemoryStore() if request.param == "memory" else \
+        SQLiteStore(tmp_path / "cairnflow.db")
+    yield made
+    made.close()
+
+
+@pytest.fixture(scope="module")
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def run_record(run_id="run-1", flow="etl", *, attempt=1, at=T0, pid=None, host=HOST,
+               params=None, flow_blob=None) -> FlowRunRecord:
+    params = {"n": 3} if params is None else params
+    return FlowRunRecord(
+        id=run_id, flow_name=flow, flow_hash="hash-1", parameters=params,
+        parameters_blob=dump(params), source_file="/src/etl.py", source_variable="flow",
+        flow_blob=flow_blob, attempt=attempt, pid=os.getpid() if pid is None else pid,
+        host=host, started_at=at,
+    )
+
+
+def tr(state, slug=None, *, run_id="run-1", at=T0, seconds=0, map_index=None, attempt=1,
+       message=None, result=None) -> Transition:
+    return Transition(
+        flow_run_id=run_id, attempt=attempt, task_slug=slug,
+        task_name=None if slug is None else slug.rsplit("-", 1)[0], map_index=map_index,
+        state=state, message=message, timestamp=at + timedelta(seconds=seconds),
+        result=result,
+    )
+
+
+def started(store, run_id="run-1", **kwargs) -> str:
+    store.record_flow_run(run_record(run_id, **kwargs))
+    store.record_transitions([tr("Running", run_id=run_id, at=kwargs.get("at", T0))])
+    return run_id
+
+
+def finish(store, run_id, state="Success", at=T0):
+    store.record_transitions([tr(state, run_id=run_id, at=at, seconds=60)])
+
+
+def task_run(store, slug, run_id="run-1", map_index=None):
+    [found] = [t for t in store.get_task_runs(run_id)
+               if t.task_slug == slug and t.map_index == map_index]
+    return found
+
+
+# -- flow runs --------------------------------------------------------------------
+
+
+def test_new_store_is_empty(store):
+    assert store.list_runs() == []
+    assert store.list_flows() == []
+    assert store.find_run_ids("") == []
+
+
+def test_recorded_run_reads_back_as_running(store):
+    store.record_flow_run(run_record(params={"n": 3, "name": "x"}))
+    run = store.get_flow_run("run-1")
+    assert (run.id, run.flow_name, run.flow_hash, run.attempt) == ("run-1", "etl", "hash-1", 1)
+    assert run.state == run.stored_state == "Running"
+    assert run.parameters == {"n": 3, "name": "x"}
+    assert (run.source_file, run.source_variable) == ("/src/etl.py", "flow")
+    assert (run.pid, run.host) == (os.getpid(), HOST)
+    assert run.created_at == run.started_at == T0
+    assert run.ended_at is None
+
+
+def test_second_attempt_keeps_id_and_creation_and_keeps_flow_blob(store):
+    store.record_flow_run(run_record(flow_blob=dump("the flow")))
+    started_again = T0.add(hours=1)
+    store.record_flow_run(run_record(attempt=2, at=started_again, pid=12345))
+    run = store.get_flow_run("run-1")
+    assert (run.attempt, run.pid, run.started_at, run.created_at) == (2, 12345, started_again, T0)
+    assert load(store.load_resume_data("run-1").run.flow_blob) == "the flow"
+    assert len(store.list_runs()) == 1
+
+
+def test_flow_transitions_set_state_message_and_end(store):
+    started(store)
+    store.record_transitions([tr("Failed", seconds=5, message="2 tasks failed")])
+    run = store.get_flow_run("run-1")
+    assert (run.state, run.message, run.ended_at) == ("Failed", "2 tasks failed", T0.add(seconds=5))
+    store.record_transitions([tr("Running", seconds=9, attempt=2)])
+    assert store.get_flow_run("run-1").ended_at is None
+
+
+def test_heartbeat_refreshes_updated_at(store):
+    started(store)
+    before = store.get_flow_run("run-1").updated_at
+    store.heartbeat("run-1")
+    assert store.get_flow_run("run-1").updated_at >= before
+
+
+# -- task runs ----------------------------------------------------------------------
+
+
+def test_transitions_update_state_attempts_and_times(store):
+    started(store)
+    store.record_transitions([tr("Pending", "load-1")])
+    assert task_run(store, "load-1").attempts == 0
+    assert task_run(store, "load-1").started_at is None
+    store.record_transitions([tr("Running", "load-1", seconds=1)])
+    store.record_transitions([tr("Retrying", "load-1", seconds=2, message="boom")])
+    mid = task_run(store, "load-1")
+    assert (mid.state, mid.message, mid.attempts, mid.ended_at) == ("Retrying", "boom", 1, None)
+    store.record_transitions([tr("Running", "load-1", seconds=3)])
+    store.record_transitions([tr("Success", "load-1", seconds=4, result=dump(7))])
+    done = task_run(store, "load-1")
+    assert (done.state, done.attempts, done.task_name) == ("Success", 2, "load")
+    assert done.started_at == T0.add(seconds=1)
+    assert done.ended_at == T0.add(seconds=4)
+
+
+def test_result_is_stored_with_its_success(store):
+    started(store)
+    store.record_transitions([tr("Running", "load-1")])
+    assert not task_run(store, "load-1").has_result
+    store.record_transitions([tr("Success", "load-1", seconds=1, result=dump({"rows": 3})),
+                              tr("Running", "save-1", seconds=1)])
+    assert task_run(store, "load-1").has_result
+    assert task_run(store, "save-1").state == "Running"
+    assert load(store.load_result("run-1", "load-1")) == {"rows": 3}
+
+
+def test_a_new_result_replaces_the_old(store):
+    started(store)
+    store.record_transitions([tr("Success", "load-1", result=dump(1))])
+    store.record_transitions([tr("Success", "load-1", seconds=1, result=dump(2))])
+    assert load(store.load_result("run-1", "load-1")) == 2
+
+
+def test_missing_result_is_result_not_found(store):
+    started(store)
+    store.record_transitions([tr("Success", "load-1")])
+    with pytest.raises(ResultNotFoundError, match="load-1"):
+        store.load_result("run-1", "load-1")
+    with pytest.raises(ResultNotFoundError):
+        store.load_result("run-1", "no-such-task")
+
+
+def test_map_index_none_and_children_are_distinct_task_runs(store):
+    started(store)
+    store.record_transitions([tr("Mapped", "sq-1", result=dump([0, 1, 4]))])
+    store.record_transitions([tr("Success", "sq-1", map_index=i, result=dump(i * i))
+                              for i in range(3)])
+    runs = store.get_task_runs("run-1")
+    assert [(t.task_slug, t.map_index, t.state) for t in runs] == [
+        ("sq-1", None, "Mapped"), ("sq-1", 0, "Success"), ("sq-1", 1, "Success"),
+        ("sq-1", 2, "Success")]
+    assert load(store.load_result("run-1", "sq-1")) == [0, 1, 4]
+    assert load(store.load_result("run-1", "sq-1", map_index=2)) == 4
+
+
+def test_task_runs_are_listed_in_first_recorded_order(store):
+    started(store)
+    for slug in ["c-1", "a-1", "b-1"]:
+        store.record_transitions([tr("Running", slug)])
+    store.record_transitions([tr("Success", "a-1")])
+    assert [t.task_slug for t in store.get_task_runs("run-1")] == ["c-1", "a-1", "b-1"]
+
+
+# -- history and logs -------------------------------------------------------------
+
+
+def test_history_is_every_transition_oldest_first(store):
+    started(store)
+    store.record_transitions([tr("Running", "a-1", seconds=1)])
+    store.record_transitions([tr("Success", "a-1", seconds=2, result=dump(1)),
+                              tr("Running", "b-1", seconds=2)])
+    store.record_transitions([tr("Failed", "b-1", seconds=3, message="bad")])
+    store.record_transitions([tr("Failed", seconds=4)])
+    history = store.get_history("run-1")
+    assert [(t.task_slug, t.state) for t in history] == [
+        (None, "Running"), ("a-1", "Running"), ("a-1", "Success"), ("b-1", "Running"),
+        ("b-1", "Failed"), (None, "Failed")]
+    assert [t.timestamp for t in history] == [T0.add(seconds=s) for s in (0, 1, 2, 2, 3, 4)]
+    assert history[4].message == "bad"
+    assert all(t.result is None and t.flow_run_id == "run-1" for t in history)
+
+
+def test_history_of_one_task_includes_its_mapped_children(store):
+    started(store)
+    store.record_transitions([tr("Running", "a-1"), tr("Running", "b-1")])
+    store.record_transitions([tr("Success", "b-1", map_index=0, attempt=2)])
+    history = store.get_history("run-1", task_slug="b-1")
+    assert [(t.state, t.map_index, t.attempt) for t in history] == [
+        ("Running", None, 1), ("Success", 0, 2)]
+
+
+def test_logs_are_kept_with_their_run_and_task(store):
+    started(store)
+    store.record_logs([
+        LogEntry("run-1", None, None, T0, 20, "cairnflow.flow", "starting"),
+        LogEntry("run-1", "sq-1", 1, T0.add(seconds=1), 30, "cairnflow.task", "odd"),
+        LogEntry("run-1", "sq-1", None, T0.add(seconds=2), 40, "cairnflow.task", "done"),
+    ])
+    assert [e.message for e in store.get_logs("run-1")] == ["starting", "odd", "done"]
+    odd = store.get_logs("run-1", task_slug="sq-1")[0]
+    assert (odd.task_slug, odd.map_index, odd.level, odd.logger, odd.timestamp) == (
+        "sq-1", 1, 30, "cairnflow.task", T0.add(seconds=1))
+    assert len(store.get_logs("run-1", task_slug="sq-1")) == 2
+
+
+# -- listing and finding runs -------------------------------------------------------
+
+
+def three_runs(store):
+    started(store, "aaa-1", flow="etl", at=T0)
+    started(store, "aab-2", flow="report", at=T0.add(minutes=1))
+    started(store, "bbb-3", flow="etl", at=T0.add(minutes=2))
+    finish(store, "aaa-1", "Failed")
+    finish(store, "aab-2", "Success")
+
+
+def test_list_runs_newest_first_with_filters_and_limit(store):
+    three_runs(store)
+    assert [r.id for r in store.list_runs()] == ["bbb-3", "aab-2", "aaa-1"]
+    assert [r.id for r in store.list_runs(flow_name="etl")] == ["bbb-3", "aaa-1"]
+    assert [r.id for r in store.list_runs(state="Failed")] == ["aaa-1"]
+    assert [r.id for r in store.list_runs(state="Running")] == ["bbb-3"]
+    assert [r.id for r in store.list_runs(limit=2)] == ["bbb-3", "aab-2"]
+    assert store.list_runs(flow_name="etl", state="Success") == []
+    assert store.list_runs(flow_name="nope") == []
+
+
+def test_list_flows_counts_runs_and_names_the_latest(store):
+    three_runs(store)
+    flows = store.list_flows()
+    assert [(f.name, f.runs, f.last_run_id, f.last_state) for f in flows] == [
+        ("etl", 2, "bbb-3", "Running"), ("report", 1, "aab-2", "Success")]
+    assert flows[0].last_run_at == T0.add(minutes=2)
+
+
+def test_find_run_ids_by_prefix(store):
+    three_runs(store)
+    assert store.find_run_ids("aa") == ["aaa-1", "aab-2"]
+    assert store.find_run_ids("aa", limit=1) == ["aaa-1"]
+    assert store.find_run_ids("bbb-3") == ["bbb-3"]
+    assert store.find_run_ids("c") == []
+
+
+def test_resolve_run_id(store):
+    with pytest.raises(UnknownRunError, match="no runs"):
+        store.resolve_run_id("last")
+    three_runs(store)
+    assert store.resolve_run_id("bbb-3") == "bbb-3"
+    assert store.resolve_run_id("aab") == "aab-2"
+    assert store.resolve_run_id("last") == "bbb-3"
+    with pytest.raises(UnknownRunError, match="'zzz'"):
+        store.resolve_run_id("zzz")
+    with pytest.raises(AmbiguousRunError, match="'aa'"):
+        store.resolve_run_id("aa")
+
+
+# -- deleting ---------------------------------------------------------------------
+
+
+def test_delete_runs_removes_everything_they_own(store):
+    three_runs(store)
+    store.record_transitions([tr("Success", "a-1", run_id="aaa-1", result=dump(1))])
+    store.record_logs([LogEntry("aaa-1", "a-1", None, T0, 20, "x", "hi")])
+    assert store.delete_runs(["aaa-1", "no-such-run"]) == 1
+    with pytest.raises(UnknownRunError):
+        store.get_flow_run("aaa-1")
+    with pytest.raises(UnknownRunError):
+        store.get_history("aaa-1")
+    assert [r.id for r in store.list_runs()] == ["bbb-3", "aab-2"]
+    assert store.delete_runs(["aaa-1"]) == 0
+
+
+def test_a_deleted_run_id_can_be_recorded_again(store):
+    started(store)
+    store.record_transitions([tr("Running", "a-1")])
+    store.delete_runs(["run-1"])
+    started(store)
+    store.record_transitions([tr("Running", "a-1")])
+    assert task_run(store, "a-1").attempts == 1
+
+
+def test_prune_deletes_only_finished_runs_older_than_the_cutoff(store, dead_pid):
+    three_runs(store)  # aaa-1 Failed at T0, aab-2 Success at T0+1m, bbb-3 Running
+    started(store, "old-running", at=T0.subtract(days=1))
+    started(store, "old-crashed", at=T0.subtract(days=1), pid=dead_pid)
+    assert store.prune(older_than=T0.add(seconds=30)) == 2
+    assert sorted(r.id for r in store.list_runs()) == ["aab-2", "bbb-3", "old-running"]
+
+
+# -- errors -----------------------------------------------------------------------
+
+
+def test_naive_datetimes_are_refused(store):
+    naive = datetime(2024, 5, 1, 12, 0)
+    with pytest.raises(ValueError, match="naive"):
+        store.record_flow_run(run_record(at=naive))
+    started(store)
+    with pytest.raises(ValueError, match="naive"):
+        store.record_transitions([Transition("run-1", 1, None, None, None, "Failed", None, naive)])
+    with pytest.raises(ValueError, match="naive"):
+        store.record_logs([LogEntry("run-1", None, None, naive, 20, "x", "m")])
+    with pytest.raises(ValueError, match="naive"):
+        store.prune(older_than=naive)
+    assert store.get_flow_run("run-1").state == "Running"
+
+
+def test_aware_non_utc_timestamps_mean_the_same_instant(store):
+    paris = pendulum.datetime(2024, 5, 1, 14, 0, 0, 123456, tz="Europe/Paris")
+    store.record_flow_run(run_record(at=paris))
+    assert store.get_flow_run("run-1").started_at == T0.add(microseconds=123456)
+
+
+@pytest.mark.parametrize("read", [
+    lambda s: s.get_flow_run("nope"), lambda s: s.get_task_runs("nope"),
+    lambda s: s.get_history("nope"), lambda s: s.load_result("nope", "a-1"),
+    lambda s: s.load_resume_data("nope"), lambda s: s.get_logs("nope"),
+    lambda s: s.heartbeat("nope"),
+])
+def test_unknown_run_is_unknown_run_error(store, read):
+    with pytest.raises(UnknownRunError, match="nope"):
+        read(store)
+
+
+def test_a_batch_for_an_unknown_run_records_nothing(store):
+    started(store)
+    with pytest.raises(UnknownRunError):
+        store.record_transitions([tr("Running", "a-1"), tr("Running", "a-1", run_id="nope")])
+    with pytest.raises(UnknownRunError):
+        store.record_logs([LogEntry("nope", None, None, T0, 20, "x", "m")])
+    assert store.get_task_runs("run-1") == []
+    assert len(store.get_history("run-1")) == 1
+
+
+def test_an_empty_batch_is_a_no_op(store):
+    store.record_transitions([])
+    store.record_logs([])
+    assert store.delete_runs([]) == 0
+
+
+# -- liveness ---------------------------------------------------------------------
+
+
+def test_a_running_run_whose_process_died_is_reported_crashed(store, dead_pid):
+    started(store, "dead", pid=dead_pid)
+    started(store, "alive", at=T0.add(seconds=1))
+    run = store.get_flow_run("dead")
+    assert (run.state, run.stored_state) == ("Crashed", "Running")
+    assert [r.id for r in store.list_runs(state="Crashed")] == ["dead"]
+    assert [r.id for r in store.list_runs(state="Running")] == ["alive"]
+    assert store.list_runs(state="Crashed", limit=0) == []
+    assert store.list_flows()[0].last_state == "Running"
+
+
+def test_a_finished_run_is_not_crashed_when_its_process_is_gone(store, dead_pid):
+    started(store, pid=dead_pid)
+    finish(store, "run-1", "Success")
+    assert store.get_flow_run("run-1").state == "Success"
+
+
+def test_a_fresh_run_on_another_host_is_taken_as_running(store):
+    started(store, host="some-other-host", pid=1)
+    assert store.get_flow_run("run-1").state == "Running"
+
+
+# -- resume and threads -------------------------------------------------------------
+
+
+def test_load_resume_data_has_the_record_task_runs_and_results(store):
+    store.record_flow_run(run_record(params={"n": 5}, flow_blob=dump("flow")))
+    store.record_transitions([tr("Success", "a-1", result=dump("A")),
+                              tr("Failed", "b-1", message="x"),
+                              tr("Success", "m-1", map_index=0, result=dump(0))])
+    data = store.load_resume_data("run-1")
+    assert data.run.id == "run-1" and data.run.parameters == {"n": 5}
+    assert load(data.run.parameters_blob) == {"n": 5}
+    assert load(data.run.flow_blob) == "flow"
+    assert data.run.source_variable == "flow" and data.run.started_at == T0
+    assert set(data.task_runs) == {("a-1", None), ("b-1", None), ("m-1", 0)}
+    assert data.task_runs[("b-1", None)].state == "Failed"
+    assert {k: load(v) for k, v in data.results.items()} == {("a-1", None): "A", ("m-1", 0): 0}
+
+
+def test_several_threads_can_write_at_once(store):
+    started(store)
+    errors = []
+
+    def work(n):
+        try:
+            for i in range(25):
+                slug = f"t{n}-{i}"
+                store.record_transitions([tr("Running", slug)])
+                store.record_transitions([tr("Success", slug, seconds=1, result=dump(i))])
+                store.record_logs([LogEntry("run-1", slug, None, T0, 20, "x", slug)])
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(store.get_task_runs("run-1")) == 150
+    assert all(t.state == "Success" and t.attempts == 1 for t in store.get_task_runs("run-1"))
+    assert len(store.get_history("run-1")) == 301
+    assert len(store.get_logs("run-1")) == 150
