@@ -166,8 +166,8 @@ class PlainView:
     def update(self, counts: dict[str, int], done: int, total: int) -> None:
         pass
 
-    def warn(self, message: str) -> None:
-        print(f"Warning: {message}", file=sys.stderr, flush=True)
+    def warn(self, level: str, message: str) -> None:
+        print(f"{level}: {message}", file=sys.stderr, flush=True)
 
 
 class LiveView:
@@ -216,8 +216,8 @@ class LiveView:
                          for name, n in _order(counts))
         self.progress.update(self.bar, completed=done, total=total, counts=text)
 
-    def warn(self, message: str) -> None:
-        self.console.print(f"[yellow]Warning:[/] {_escape(message)}")
+    def warn(self, level: str, message: str) -> None:
+        self.console.print(f"[yellow]{_escape(level)}:[/] {_escape(message)}")
 
 
 def _escape(text: str) -> str:
@@ -244,7 +244,7 @@ class _Relay(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.view.warn(record.getMessage())
+            self.view.warn(record.levelname.capitalize(), record.getMessage())
         except Exception:  # a display problem must never break the run
             self.handleError(record)
 

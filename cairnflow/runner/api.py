@@ -265,7 +265,8 @@ def _collect_parameters(flow: Flow, parameters: dict[str, Any] | None,
     if missing:
         raise MissingParameterError(f"Flow.run did not receive the following required "
                                     f"parameters: {', '.join(missing)}")
-    return values
+    # Defaults are recorded with the run, so a resume uses the values it ran with.
+    return {**{n: p.default for n, p in declared.items() if n not in values}, **values}
 
 
 class _open_store:  # noqa: N801 - used as a context manager

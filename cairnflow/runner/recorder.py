@@ -32,6 +32,17 @@ from cairnflow.context import current
 log = logging.getLogger("cairnflow.engine")
 
 
+def message_with_traceback(record: logging.LogRecord) -> str:
+    """The record's message, followed by its traceback when it carries one."""
+    message = record.getMessage()
+    if record.exc_info and not record.exc_text:
+        record.exc_text = _FORMATTER.formatException(record.exc_info)
+    return f"{message}\n{record.exc_text}" if record.exc_text else message
+
+
+_FORMATTER = logging.Formatter()
+
+
 class Recorder:
     """Buffers transitions of one flow-run attempt and commits them per the rule above."""
 
@@ -72,7 +83,7 @@ class Recorder:
         ctx = current()
         entry = LogEntry(self.flow_run_id, ctx.get("task_slug"), ctx.get("map_index"),
                          pendulum.from_timestamp(record.created), record.levelno,
-                         record.name, record.getMessage())
+                         record.name, message_with_traceback(record))
         with self._lock:
             self._flush_locked()  # a record never lands before the transitions it follows
             self.store.record_logs([entry])

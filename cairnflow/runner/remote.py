@@ -60,6 +60,8 @@ def unpack(packed: bytes) -> Any:
 
 
 def _plain(record: logging.LogRecord) -> dict[str, Any]:
+    from cairnflow.runner.recorder import message_with_traceback
+
     return {"name": record.name, "levelno": record.levelno,
-            "levelname": record.levelname, "msg": record.getMessage(),
+            "levelname": record.levelname, "msg": message_with_traceback(record),
             "created": record.created}

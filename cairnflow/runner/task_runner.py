@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from types import TracebackType
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -162,7 +163,9 @@ class TaskRunner:
         except TaskTimeout:
             return TimedOut("Task timed out during execution.")
         except Exception as exc:
-            log.debug("task %s raised", ctx["task_full_name"], exc_info=True)
+            # Stored with the task run: at 3 a.m. the traceback is what people need.
+            ctx["logger"].error("Task %s failed: %r", ctx["task_full_name"], exc,
+                                exc_info=(type(exc), exc, _user_frames(exc.__traceback__)))
             return Failed(f"Error during execution of task: {exc!r}", result=exc)
         finally:
             if task.log_stdout:
@@ -217,6 +220,14 @@ class TaskRunner:
             new = Failed(f"Exception raised while calling state handlers: {exc!r}", result=exc)
         self.flow_run.last_states[key] = new
         return new
+
+
+def _user_frames(tb: TracebackType | None) -> TracebackType | None:
+    """The traceback from the first frame outside the engine: the user's code."""
+    while tb is not None and tb.tb_frame.f_globals.get("__name__", "").startswith(
+            "cairnflow.runner"):
+        tb = tb.tb_next
+    return tb
 
 
 REUSABLE = frozenset({"Success", "Cached", "Skipped"})
