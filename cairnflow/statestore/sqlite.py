@@ -122,7 +122,7 @@ class SQLiteStore(StateStore):
         self._large = float("inf") if in_memory else large_result_bytes
         self.results = None if in_memory else ResultFiles(
             Path(self.path).resolve().parent / "results")
-        self._conn = self._guarded(self._open, "open")
+        self._conn = self._guarded("open", None, self._open)
 
     # -- opening ----------------------------------------------------------------
 
@@ -175,10 +175,11 @@ class SQLiteStore(StateStore):
 
     # -- the one way in -----------------------------------------------------------
 
-    def _guarded(self, fn: Callable[[], T], doing: str,
-                 refused: _Refusal | None = None) -> T:
+    def _guarded(self, doing: str, refused: _Refusal | None, fn: Callable[..., T],
+                 *args: Any) -> T:
+        """``fn(*args)`` under the retry policy, with SQLite's errors as ours."""
         try:
-            return policy.retrying(fn, budget=self._lock_retry, where=self.path)
+            return policy.retrying(fn, *args, budget=self._lock_retry, where=self.path)
         except sqlite3.IntegrityError as exc:
             if refused is not None:
                 raise refused(exc) from exc
@@ -204,8 +205,7 @@ class SQLiteStore(StateStore):
             conn = self._conn
             if conn is None:
                 return fn(None)  # type: ignore[arg-type]  # empty read-only store
-            value = self._guarded(
-                lambda: policy.in_transaction(conn, fn, write=write), doing, refused)
+            value = self._guarded(doing, refused, policy.in_transaction, conn, fn, write)
             return value if after is None else after()
 
     def _read(self, fn: Callable[[sqlite3.Cursor | None], T]) -> T:

@@ -69,28 +69,23 @@ _UNSEEN = object()
 
 
 class TaskRunCache:
-    """The task runs this store has written, by run id then (slug, stored map index),
-    each with whether it has a result (None: not known, the row was made elsewhere).
+    """The task runs this store has written: ``runs[run id][(slug, stored map index)]``
+    is whether it has a result (None: not known, the row was made elsewhere).
 
     Not thread-safe: the store calls it under its lock.
     """
 
     def __init__(self) -> None:
-        self._runs: dict[str, dict[_Key, bool | None]] = {}
-
-    def get(self, run_id: str, key: _Key) -> object:
-        """``has_result`` for a known task run, else ``_UNSEEN``."""
-        run = self._runs.get(run_id)
-        return _UNSEEN if run is None else run.get(key, _UNSEEN)
+        self.runs: dict[str, dict[_Key, bool | None]] = {}
 
     def add(self, run_id: str, entries: dict[_Key, bool | None]) -> None:
-        self._runs.setdefault(run_id, {}).update(entries)
+        self.runs.setdefault(run_id, {}).update(entries)
 
     def forget(self, run_id: str) -> None:
-        self._runs.pop(run_id, None)
+        self.runs.pop(run_id, None)
 
     def clear(self) -> None:
-        self._runs.clear()
+        self.runs.clear()
 
 
 class TransitionBatch:
@@ -126,7 +121,7 @@ class TransitionBatch:
         for run_id, entries in self.pending.items():
             self.cache.add(run_id, entries)
         for t, _, done, _ in self.rows:
-            if t.task_slug is None and done:
+            if done and t.task_slug is None:
                 # A finished run writes no more; a resume refills the cache.
                 self.cache.forget(t.flow_run_id)
         return self.replaced_files
@@ -140,27 +135,35 @@ class TransitionBatch:
         cur.execute(_INSERT_TRANSITION,
                     (t.flow_run_id, None, NOT_MAPPED, t.attempt, t.state, t.message, stamp))
 
+    def _has_result(self, run_id: str, key: _Key) -> object:
+        """What this batch, else the cache, knows of a task run; ``_UNSEEN`` if nothing."""
+        for known in (self.pending.get(run_id), self.cache.runs.get(run_id)):
+            if known is not None and key in known:
+                return known[key]
+        return _UNSEEN
+
     def _task_transition(self, cur: sqlite3.Cursor, t: Transition, stamp: str, done: bool,
                          stored: StoredFile | None) -> None:
-        run_id, running = t.flow_run_id, t.state == "Running"
-        key: _Key = (t.task_slug, NOT_MAPPED if t.map_index is None else t.map_index)
-        state = (t.task_name, t.state, t.message, int(running),
-                 stamp if running else None, stamp if done else None)
-        history = (run_id, key[0], key[1], t.attempt, t.state, t.message, stamp)
-        has_result = self.pending.get(run_id, {}).get(key, _UNSEEN)
-        if has_result is _UNSEEN:
-            has_result = self.cache.get(run_id, key)
+        run_id, slug, state = t.flow_run_id, t.task_slug, t.state
+        index = NOT_MAPPED if t.map_index is None else t.map_index
+        started = stamp if state == "Running" else None
+        ended = stamp if done else None
+        has_result = self._has_result(run_id, (slug, index))
         if has_result is not _UNSEEN:
-            cur.execute(_UPDATE_TASK_RUN, (*state, run_id, *key))
+            cur.execute(_UPDATE_TASK_RUN, (t.task_name, state, t.message, started is not None,
+                                           started, ended, run_id, slug, index))
+        history = (run_id, slug, index, t.attempt, state, t.message, stamp)
         if has_result is _UNSEEN or not cur.rowcount:  # new here, or its run was deleted
             seq = cur.execute(_INSERT_FIRST_TRANSITION, history).fetchone()[0]
-            has_result = self._insert_task_run(cur, (run_id, *key, seq, *state))
+            has_result = self._insert_task_run(cur, (
+                run_id, slug, index, seq, t.task_name, state, t.message,
+                started is not None, started, ended))
         else:
             cur.execute(_INSERT_TRANSITION, history)
         if t.result is not None:
-            self._result(cur, (run_id, *key), has_result, t.result, stored)
+            self._result(cur, (run_id, slug, index), has_result, t.result, stored)
             has_result = True
-        self.pending.setdefault(run_id, {})[key] = has_result  # type: ignore[assignment]
+        self.pending.setdefault(run_id, {})[slug, index] = has_result  # type: ignore[assignment]
 
     @staticmethod
     def _insert_task_run(cur: sqlite3.Cursor, row: tuple) -> bool | None:

@@ -27,7 +27,7 @@ import random
 import sqlite3
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from cairnflow.exceptions import SchemaVersionError, StoreError, StoreLockedError
@@ -106,8 +106,8 @@ def is_busy(exc: sqlite3.Error) -> bool:
     return "locked" in text or "busy" in text
 
 
-def retrying(fn: Callable[[], T], *, budget: float, where: str) -> T:
-    """Call ``fn``; while the database is locked, retry with backoff and jitter.
+def retrying(fn: Callable[..., T], *args: Any, budget: float, where: str) -> T:
+    """Call ``fn(*args)``; while the database is locked, retry with backoff and jitter.
 
     Each try already waits up to the busy timeout inside SQLite; the retries
     cover the cases SQLite reports "busy" without waiting (WAL recovery, a
@@ -118,7 +118,7 @@ def retrying(fn: Callable[[], T], *, budget: float, where: str) -> T:
     delay = 0.005
     while True:
         try:
-            return fn()
+            return fn(*args)
         except sqlite3.OperationalError as exc:
             if not is_busy(exc):
                 raise
@@ -132,7 +132,7 @@ def retrying(fn: Callable[[], T], *, budget: float, where: str) -> T:
             delay = min(delay * 2, 1.0)
 
 
-def in_transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Cursor], T], *,
+def in_transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Cursor], T],
                    write: bool) -> T:
     """Run ``fn(cursor)`` in one transaction; commit, or roll back and re-raise.
 
