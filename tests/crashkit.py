@@ -236,7 +236,7 @@ FLOW_NEXT: dict[str | None, set[str]] = {
 ENDS_AN_ATTEMPT = {"Crashed", "Failed", "TimedOut", "TriggerFailed", "Paused", "Cancelled"}
 
 
-KNOWN_FLOW_GAP_BUG = True
+KNOWN_FLOW_GAP_BUG = False
 """The engine bug the boundary tests in test_crash.py pin (strict xfail while True).
 
 A SIGKILL between two commits that should be one leaves the flow run's history

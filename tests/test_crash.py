@@ -342,9 +342,6 @@ POOLED = """
 """
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine bug: LocalDaskExecutor(scheduler='processes') workers outlive a killed flow "
-    "process: they finish the task in flight, then wait on the pool's queue forever"))
 def test_sigkill_of_a_run_on_the_processes_executor_leaves_no_worker_behind(
         tmp_path, cairnflow_home, db):
     started = tmp_path / "started"

@@ -101,6 +101,7 @@ def test_recorded_run_reads_back_as_running(store):
 
 def test_second_attempt_keeps_id_and_creation_and_keeps_flow_blob(store):
     store.record_flow_run(run_record(flow_blob=dump("the flow")))
+    store.record_transitions([tr("Failed", seconds=5)])
     started_again = T0.add(hours=1)
     store.record_flow_run(run_record(attempt=2, at=started_again, pid=12345))
     run = store.get_flow_run("run-1")

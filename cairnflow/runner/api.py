@@ -22,7 +22,7 @@ import pendulum
 
 from cairnflow.core.flow import Flow
 from cairnflow.exceptions import (
-    FlowLoadError, MissingParameterError, RunStillAliveError, UnknownRunError,
+    FlowLoadError, MissingParameterError, UnknownRunError,
 )
 from cairnflow.runner import logs
 from cairnflow.runner.executors import Executor, LocalExecutor
@@ -30,7 +30,9 @@ from cairnflow.runner.flow_runner import FlowRun, FlowRunner
 from cairnflow.runner.loading import is_loading, load_flow_from_file
 from cairnflow.states import Crashed, State, Success
 from cairnflow.statestore import serialize
-from cairnflow.statestore.base import FlowRunRecord, ResumeData, StateStore, Transition
+from cairnflow.statestore.base import (
+    FlowRunRecord, ResumeData, StateStore, Transition, check_claim,
+)
 
 __all__ = ["run_flow", "resume_flow", "resume_run", "flow_hash", "load_recorded_flow"]
 
@@ -115,10 +117,9 @@ def resume_run(run_id: str, store: StateStore | str | None = None,
 def _resume(store: StateStore, run_id: str, flow: Flow | None, executor: Executor | None,
             on_transition: Listener | None) -> State:
     info = store.get_flow_run(run_id)
-    if info.state == "Running":
-        raise RunStillAliveError(
-            f"run {run_id} is still running (pid {info.pid} on {info.host}); "
-            "wait for it to end, or stop that process, before resuming")
+    # The store checks this again when the attempt starts; here it fails fast.
+    check_claim(run_id, info.attempt + 1, info.attempt, info.stored_state, info.pid, info.host,
+                info.updated_at)
     if info.stored_state == "Success":
         state = Success(f"Run {run_id} already succeeded; there is nothing to resume.")
         state.context["flow_run_id"] = run_id
@@ -129,14 +130,13 @@ def _resume(store: StateStore, run_id: str, flow: Flow | None, executor: Executo
     elif flow.name != data.run.flow_name:
         raise FlowLoadError(f"run {run_id} is a run of flow {data.run.flow_name!r}, "
                             f"not of {flow.name!r}")
-    if info.state == "Crashed":
-        _record_crash(store, data, info.pid, info.host)
+    crashed = _crash_transitions(data, info.pid, info.host) if info.state == "Crashed" else []
     notes = _changes_since(flow, data)
     parameters = serialize.load(data.run.parameters_blob, "the run's parameters") \
         if data.run.parameters_blob else dict(data.run.parameters)
     record = _new_record(flow, parameters, run_id=run_id, attempt=data.run.attempt + 1)
     run = FlowRun(flow, store, executor or flow.executor or LocalExecutor(), record,
-                  parameters, data, on_transition, None, None)
+                  parameters, data, on_transition, None, None, crashed)
     return FlowRunner(run, notes).execute()
 
 
@@ -163,8 +163,9 @@ def load_recorded_flow(data: ResumeData) -> Flow:
                         "flow.resume(run_id)")
 
 
-def _record_crash(store: StateStore, data: ResumeData, pid: int, host: str) -> None:
-    """Close the dead attempt's history: its flow run and running task runs Crashed."""
+def _crash_transitions(data: ResumeData, pid: int, host: str) -> list[Transition]:
+    """What closes the dead attempt's history: its running task runs and its flow run
+    Crashed (committed with the new attempt's start, never on their own)."""
     message = f"The process running this (pid {pid} on {host}) died."
     now = pendulum.now("UTC")
     attempt = data.run.attempt
@@ -173,7 +174,7 @@ def _record_crash(store: StateStore, data: ResumeData, pid: int, host: str) -> N
                for info in data.task_runs.values() if info.state == "Running"]
     crashed.append(Transition(data.run.id, attempt, None, data.run.flow_name, None, "Crashed",
                               message, now))
-    store.record_transitions(crashed)
+    return crashed
 
 
 def _changes_since(flow: Flow, data: ResumeData) -> list[tuple[int, str]]:

@@ -17,6 +17,7 @@ import contextvars
 import multiprocessing
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -110,7 +111,8 @@ class LocalDaskExecutor(Executor):
         if self.scheduler == "processes":
             # spawn, not fork: the flow's process has threads (heartbeat, pool) and locks.
             self._processes = ProcessPoolExecutor(
-                self.num_workers, mp_context=multiprocessing.get_context("spawn"))
+                self.num_workers, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_exit_with_parent, initargs=(os.getpid(),))
         try:
             yield
         finally:
@@ -190,6 +192,21 @@ class DaskExecutor(Executor):
             future.cancel()
             raise TaskTimeout() from None
         return remote.unpack(packed)
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """In a worker process: exit as soon as the flow's process is gone.
+
+    A killed flow must not leave workers finishing its tasks behind the back
+    of the run that resumes it.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.2)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="cairnflow-parent-watch").start()
 
 
 def _await_remote(future: Future, timeout: float | None) -> Any:

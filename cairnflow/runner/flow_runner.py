@@ -42,7 +42,8 @@ class FlowRun:
     def __init__(self, flow: Flow, store: StateStore, executor: Executor, record: FlowRunRecord,
                  parameters: dict[str, Any], prior: ResumeData | None,
                  on_transition: Callable[[Transition], None] | None,
-                 extra_context: dict[str, Any] | None, scheduled_start_time: Any):
+                 extra_context: dict[str, Any] | None, scheduled_start_time: Any,
+                 crashed: list[Transition] | None = None):
         self.flow = flow
         self.store = store
         self.executor = executor
@@ -51,6 +52,7 @@ class FlowRun:
         self.recorder = Recorder(store, record.id, record.attempt, on_transition)
         self.prior_states: dict[TaskKey, Any] = prior.task_runs if prior else {}
         self.prior_results = prior.results if prior else {}
+        self.crashed = crashed or []  # the dead attempt's Crashed records, to commit first
         self.last_states: dict[TaskKey, State] = {}
         self._loggers: dict[str, logging.Logger] = {}
         now = pendulum.now("UTC")
@@ -102,14 +104,14 @@ class FlowRunner:
         self.flow = run.flow
         self.task_runner = TaskRunner(run)
         self.states: dict[Task, State] = {}
+        self._mapped: set[Task] | None = None
 
     def execute(self) -> State:
         """Run every task and return the flow's final state, with every transition recorded."""
         run, flow = self.run, self.flow
         order = flow.sorted_tasks()
-        run.store.record_flow_run(run.record)
         running = self._handle_flow_state(Running("Running flow."), old=Pending())
-        run.recorder.transition(None, flow.name, None, running, durable=True)
+        run.recorder.start(run.record, running, before=run.crashed)
         token = enter_context(run.base_context)
         try:
             log.info("Beginning flow run %r (run %s, attempt %d)", flow.name, run.record.id,
@@ -213,7 +215,10 @@ class FlowRunner:
     # -- mapping --------------------------------------------------------------------
 
     def _is_mapped(self, task: Task) -> bool:
-        return any(e.mapped for e in self.flow.upstream_edges(task))
+        mapped = self._mapped
+        if mapped is None:
+            mapped = self._mapped = {e.downstream_task for e in self.flow.edges if e.mapped}
+        return task in mapped
 
     def _plan_map(self, task: Task) -> State | ChildPlan:
         """The children of a mapped task (their upstream states and inputs), or the

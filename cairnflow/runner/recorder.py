@@ -20,12 +20,14 @@ import logging
 import threading
 from collections.abc import Callable
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import pendulum
 
 from cairnflow.states import State
-from cairnflow.statestore.base import HEARTBEAT_SECONDS, LogEntry, StateStore, Transition
+from cairnflow.statestore.base import (
+    HEARTBEAT_SECONDS, FlowRunRecord, LogEntry, StateStore, Transition,
+)
 from cairnflow.statestore.serialize import SerializedResult
 from cairnflow.context import current
 
@@ -67,6 +69,17 @@ class Recorder:
                 self._flush_locked()
         if self.on_transition is not None:
             self.on_transition(record)
+
+    def start(self, record: FlowRunRecord, state: State,
+              before: Sequence[Transition] = ()) -> None:
+        """Start the attempt: its run record, ``before`` (the dead attempt's Crashed
+        records) and the flow run's ``state``, in one transaction."""
+        first = Transition(self.flow_run_id, self.attempt, None, record.flow_name, None,
+                           state.name, state.message, state.timestamp)
+        self.store.record_flow_run(record, [*before, first])
+        if self.on_transition is not None:
+            for t in (*before, first):
+                self.on_transition(t)
 
     def flush(self) -> None:
         """Commit every buffered transition now."""

@@ -22,7 +22,7 @@ from cairnflow import signals
 from cairnflow.runner.cache import CACHE
 from cairnflow.runner.executors import TaskTimeout
 from cairnflow.states import (
-    Failed, Looped, Mapped, Pending, Retrying, Running, Skipped, State, Success, TimedOut,
+    Failed, Finished, Looped, Mapped, Pending, Retrying, Running, Skipped, State, Success, TimedOut,
     TriggerFailed, state_from_name,
 )
 from cairnflow.statestore import serialize
@@ -49,6 +49,13 @@ def flat_states(states: Iterable[State]) -> set[State]:
     return flat
 
 
+def _all_finished(states: set[State]) -> bool:
+    for state in states:
+        if not isinstance(state, Finished):
+            return False
+    return True
+
+
 class TaskRunner:
     """Runs task runs of one flow run; shared by all its tasks and threads."""
 
@@ -65,7 +72,7 @@ class TaskRunner:
         if reused is not None:
             return reused
         upstream = flat_states(upstream_states)
-        if not all(s.is_finished() for s in upstream):
+        if upstream and not _all_finished(upstream):
             return Pending("Upstream tasks are not finished.")  # behind a Paused task
         ctx = self.flow_run.task_context(task, slug, map_index)
         state = (self._check_upstream_skipped(task, upstream)

@@ -35,7 +35,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import pendulum
 
@@ -89,12 +89,12 @@ class FlowRunRecord:
     started_at: datetime
 
 
-@dataclass(frozen=True)
-class Transition:
+class Transition(NamedTuple):
     """One state change of a flow run (``task_slug`` None) or of a task run.
 
     ``result`` is set only with a checkpointed ``Success`` (or ``Cached``): the
-    result and its state are stored in the same transaction.
+    result and its state are stored in the same transaction. (A NamedTuple, not
+    a dataclass: the engine makes two per task, and this is the cheapest record.)
     """
 
     flow_run_id: str
@@ -189,11 +189,18 @@ class StateStore(ABC):
     # -- writes -----------------------------------------------------------------
 
     @abstractmethod
-    def record_flow_run(self, run: FlowRunRecord) -> None:
-        """Create the flow run, or start attempt ``run.attempt`` of an existing one.
+    def record_flow_run(self, run: FlowRunRecord,
+                        transitions: Sequence[Transition] = ()) -> None:
+        """Start attempt ``run.attempt`` of a flow run, atomically with ``transitions``.
 
-        Also records the flow (by name) if the store does not know it yet, and
-        sets the run's heartbeat, pid and host to this attempt's.
+        Attempt 1 creates the run. A later attempt claims an existing run, and
+        is refused with ``RunStillAliveError`` (nothing written) unless the
+        stored attempt is ``run.attempt - 1`` and no live process owns the run:
+        of two processes resuming one run, exactly one wins. ``transitions``
+        (the dead attempt's ``Crashed`` records, the new attempt's ``Running``)
+        are appended in the same transaction, so a kill at any instant leaves
+        either all of it or none. Also records the flow by name and sets the
+        run's heartbeat, pid and host to this attempt's.
         """
 
     @abstractmethod
@@ -282,6 +289,21 @@ class StateStore(ABC):
         if len(matches) > 1:
             raise AmbiguousRunError(f"run id {ref!r} is ambiguous: give more characters")
         return matches[0]
+
+
+def check_claim(run_id: str, attempt: int, stored_attempt: int, stored_state: str,
+                pid: int, host: str, updated_at: datetime) -> None:
+    """Refuse to start ``attempt`` of a run over what is stored (see ``record_flow_run``)."""
+    from cairnflow.exceptions import RunStillAliveError
+
+    if stored_state == "Running" and is_owner_alive(pid, host, updated_at):
+        raise RunStillAliveError(
+            f"run {run_id} is still running (pid {pid} on {host}); wait for it to end, "
+            "or stop that process, before resuming")
+    if stored_attempt != attempt - 1:
+        raise RunStillAliveError(
+            f"run {run_id} was resumed by another process (it is at attempt "
+            f"{stored_attempt}); see `cairnflow runs show {run_id}`")
 
 
 def require_aware(when: datetime, what: str = "timestamp") -> datetime:

@@ -17,7 +17,7 @@ from cairnflow.exceptions import ResultNotFoundError, UnknownRunError
 from cairnflow.states import Finished, state_from_name
 from cairnflow.statestore.base import (
     FlowInfo, FlowRunInfo, FlowRunRecord, LogEntry, ResumeData, StateStore, TaskKey,
-    TaskRunInfo, Transition, is_owner_alive, require_aware,
+    TaskRunInfo, Transition, check_claim, is_owner_alive, require_aware,
 )
 from cairnflow.statestore.serialize import SerializedResult
 
@@ -81,15 +81,23 @@ class MemoryStore(StateStore):
 
     # -- writes -----------------------------------------------------------------
 
-    def record_flow_run(self, run: FlowRunRecord) -> None:
+    def record_flow_run(self, run: FlowRunRecord,
+                        transitions: Sequence[Transition] = ()) -> None:
         require_aware(run.started_at, "started_at")
+        for t in transitions:
+            require_aware(t.timestamp)
         with self._lock:
             existing = self._runs.get(run.id)
             if existing is None:
-                self._runs[run.id] = _Run(record=run, created_at=run.started_at)
+                self._runs[run.id] = existing = _Run(record=run, created_at=run.started_at)
             else:
-                existing.record = replace(run, flow_blob=run.flow_blob or existing.record.flow_blob)
+                prior = existing.record
+                check_claim(run.id, run.attempt, prior.attempt, existing.state, prior.pid,
+                            prior.host, existing.updated_at)
+                existing.record = replace(run, flow_blob=run.flow_blob or prior.flow_blob)
                 existing.updated_at = pendulum.now("UTC")
+            for t in transitions:
+                self._apply(self._run(t.flow_run_id), t)
 
     def record_transitions(self, transitions: Sequence[Transition]) -> None:
         with self._lock:
@@ -185,7 +193,7 @@ class MemoryStore(StateStore):
     def get_history(self, run_id: str, task_slug: str | None = None) -> list[Transition]:
         with self._lock:
             history = list(self._run(run_id).history)
-        return [t if t.result is None else replace(t, result=None) for t in history
+        return [t if t.result is None else t._replace(result=None) for t in history
                 if task_slug is None or t.task_slug == task_slug]
 
     def load_result(self, run_id: str, task_slug: str,

@@ -34,7 +34,7 @@ from cairnflow.statestore import sqlite_policy as policy
 from cairnflow.statestore import sqlite_rows as rows
 from cairnflow.statestore.base import (
     FlowInfo, FlowRunInfo, FlowRunRecord, LogEntry, ResumeData, StateStore, TaskKey,
-    TaskRunInfo, Transition, require_aware,
+    TaskRunInfo, Transition, check_claim, require_aware,
 )
 from cairnflow.statestore.result_files import ResultFiles, StoredFile
 from cairnflow.statestore.serialize import SerializedResult
@@ -213,17 +213,27 @@ class SQLiteStore(StateStore):
 
     # -- writes -----------------------------------------------------------------
 
-    def record_flow_run(self, run: FlowRunRecord) -> None:
+    def record_flow_run(self, run: FlowRunRecord,
+                        transitions: Sequence[Transition] = ()) -> None:
         values = rows.flow_run_values(run, now=ts(pendulum.now("UTC")))
+        batch = TransitionBatch(
+            self._task_runs, transitions, [ts(t.timestamp) for t in transitions],
+            [is_finished(t.state) for t in transitions], [None] * len(transitions))
 
         def write(cur: sqlite3.Cursor) -> None:
+            stored = cur.execute("SELECT attempt, state, pid, host, updated_at FROM flow_run "
+                                 "WHERE id = ?", (run.id,)).fetchone()
+            if stored is not None:  # one transaction: of two claims, exactly one wins
+                check_claim(run.id, run.attempt, stored[0], stored[1], stored[2], stored[3],
+                            rows.from_ts(stored[4]))
             cur.execute("INSERT INTO flow (name, created_at) VALUES (?, ?) "
                         "ON CONFLICT (name) DO NOTHING", (run.flow_name, values["updated_at"]))
             values["flow_id"] = cur.execute(
                 "SELECT id FROM flow WHERE name = ?", (run.flow_name,)).fetchone()[0]
             cur.execute(rows.upsert_flow_run_sql(keep_flow_blob=run.flow_blob is None), values)
+            batch(cur)
 
-        self._transact(write, write=True)
+        self._transact(write, write=True, after=batch.committed)
 
     def record_transitions(self, transitions: Sequence[Transition]) -> None:
         if not transitions:
