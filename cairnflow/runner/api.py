@@ -60,6 +60,7 @@ def run_flow(flow: Flow, parameters: dict[str, Any] | None = None,
 def _start(flow: Flow, parameters: dict[str, Any], executor: Executor | None,
            store: StateStore, on_transition: Listener | None, context: dict[str, Any] | None,
            scheduled_start_time: Any = None) -> State:
+    parameters = _with_defaults(flow, parameters)
     record = _new_record(flow, parameters)
     run = FlowRun(flow, store, executor or flow.executor or LocalExecutor(), record,
                   parameters, None, on_transition, context, scheduled_start_time)
@@ -266,8 +267,13 @@ def _collect_parameters(flow: Flow, parameters: dict[str, Any] | None,
     if missing:
         raise MissingParameterError(f"Flow.run did not receive the following required "
                                     f"parameters: {', '.join(missing)}")
-    # Defaults are recorded with the run, so a resume uses the values it ran with.
-    return {**{n: p.default for n, p in declared.items() if n not in values}, **values}
+    return values
+
+
+def _with_defaults(flow: Flow, values: dict[str, Any]) -> dict[str, Any]:
+    """Every parameter's value for one run. Defaults are recorded with the run, so a
+    resume uses the values it ran with even if the code's defaults changed."""
+    return {**{p.name: p.default for p in flow.parameters()}, **values}
 
 
 class _open_store:  # noqa: N801 - used as a context manager
