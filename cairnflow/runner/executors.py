@@ -73,7 +73,19 @@ class LocalExecutor(Executor):
     """Runs tasks one at a time, in the flow's thread, in dependency order (the default)."""
 
 
-class LocalDaskExecutor(Executor):
+class _PooledExecutor(Executor):
+    """Engine work for each task run goes to a pool of threads of the flow's process."""
+
+    _threads: ThreadPoolExecutor | None = None
+
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+        if self._threads is None:
+            return super().submit(fn, *args, **kwargs)
+        ctx = contextvars.copy_context()
+        return self._threads.submit(ctx.run, fn, *args, **kwargs)
+
+
+class LocalDaskExecutor(_PooledExecutor):
     """Runs independent tasks at the same time on this machine.
 
     Prefect 1's name; it needs no Dask. ``scheduler="threads"`` calls task code
@@ -121,12 +133,6 @@ class LocalDaskExecutor(Executor):
                 self._processes.shutdown(wait=True, cancel_futures=True)
             self._threads = self._processes = None
 
-    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
-        if self._threads is None:
-            return super().submit(fn, *args, **kwargs)
-        ctx = contextvars.copy_context()
-        return self._threads.submit(ctx.run, fn, *args, **kwargs)
-
     def run_task_code(self, fn: Callable[..., Any], kwargs: dict[str, Any],
                       timeout: float | None = None) -> Any:
         if self._processes is None:
@@ -136,7 +142,7 @@ class LocalDaskExecutor(Executor):
         return _await_remote(future, timeout)
 
 
-class DaskExecutor(Executor):
+class DaskExecutor(_PooledExecutor):
     """Runs task code on a Dask cluster (``pip install "cairnflow[dask]"``).
 
     Args:
@@ -179,19 +185,10 @@ class DaskExecutor(Executor):
                 if cluster is not None:
                     cluster.close()
 
-    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
-        ctx = contextvars.copy_context()
-        return self._threads.submit(ctx.run, fn, *args, **kwargs)
-
     def run_task_code(self, fn: Callable[..., Any], kwargs: dict[str, Any],
                       timeout: float | None = None) -> Any:
         future = self._client.submit(remote.call, remote.pack(fn, kwargs), pure=False)
-        try:
-            packed = future.result(timeout=timeout)
-        except TimeoutError:
-            future.cancel()
-            raise TaskTimeout() from None
-        return remote.unpack(packed)
+        return _await_remote(future, timeout)
 
 
 def _exit_with_parent(parent_pid: int) -> None:
@@ -209,10 +206,11 @@ def _exit_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, daemon=True, name="cairnflow-parent-watch").start()
 
 
-def _await_remote(future: Future, timeout: float | None) -> Any:
+def _await_remote(future: Any, timeout: float | None) -> Any:
+    """The value of task code run elsewhere (a pool's or Dask's future), or TaskTimeout."""
     try:
         packed = future.result(timeout=timeout)
-    except FutureTimeout:
+    except (FutureTimeout, TimeoutError):
         future.cancel()
         raise TaskTimeout() from None
     return remote.unpack(packed)
