@@ -16,7 +16,8 @@ import pendulum
 import pytest
 
 from cairnflow.exceptions import (
-    ResultLoadError, SchemaVersionError, StoreError, StoreLockedError, UnknownRunError,
+    ResultLoadError, ResultNotFoundError, SchemaVersionError, StoreError, StoreLockedError,
+    UnknownRunError,
 )
 from cairnflow.statestore import default_url, open_store
 from cairnflow.statestore import sqlite_policy as policy
@@ -249,8 +250,9 @@ def test_a_large_result_goes_to_a_file_and_round_trips(store, db):
                               tr("Success", "small-1", result=dump("small"))])
     [file] = result_files(db)
     assert file.parent.name == "run-1" and file.stat().st_size == len(BIG.data)
-    assert sql(db, "SELECT task_slug, data IS NULL, path IS NULL FROM task_result "
-                   "ORDER BY task_slug") == [("big-1", 1, 0), ("small-1", 0, 1)]
+    assert sql(db, "SELECT t.task_slug, x.data IS NULL, x.path IS NULL FROM task_result x "
+                   "JOIN task_run t ON t.id = x.task_run_id "
+                   "ORDER BY t.task_slug") == [("big-1", 1, 0), ("small-1", 0, 1)]
     assert store.load_result("run-1", "big-1") == BIG
     assert store.load_resume_data("run-1").results[("big-1", None)] == BIG
     assert not list((db.parent / "results").rglob("*.tmp"))
@@ -444,6 +446,68 @@ def test_writing_to_a_run_deleted_elsewhere_is_unknown_run_error(store, db):
         store.record_transitions([tr("Success", "a-1")])
 
 
+def test_a_run_deleted_and_recorded_again_elsewhere_is_written_as_it_now_is(store, db):
+    store.record_transitions([tr("Running", "a-1"), tr("Success", "a-1", result=dump(1))])
+    other = SQLiteStore(db)
+    other.delete_runs(["run-1"])
+    other.record_flow_run(record())
+    store.record_transitions([tr("Running", "b-1"), tr("Success", "b-1", result=dump(2))])
+    assert [(t.task_slug, t.state) for t in other.get_history("run-1")] == [
+        ("b-1", "Running"), ("b-1", "Success")]
+    assert [t.task_slug for t in other.get_task_runs("run-1")] == ["b-1"]
+    with pytest.raises(ResultNotFoundError):
+        other.load_result("run-1", "a-1")
+    assert load(other.load_result("run-1", "b-1")) == 2
+
+
+def test_a_batch_that_fails_half_way_leaves_nothing_and_the_store_goes_on(store, db):
+    store.record_transitions([tr("Running", "a-1")])
+    sql(db, "CREATE TRIGGER no_results BEFORE INSERT ON task_result "
+            "BEGIN SELECT RAISE(FAIL, 'no results today'); END")
+    with pytest.raises(StoreError, match="no results today"):
+        store.record_transitions([tr("Success", "a-1", result=dump(1)), tr("Running", "b-1")])
+    assert [(t.task_slug, t.state) for t in store.get_history("run-1")] == [("a-1", "Running")]
+    assert [(t.task_slug, t.state) for t in store.get_task_runs("run-1")] == [
+        ("a-1", "Running")]
+    sql(db, "DROP TRIGGER no_results")
+    store.record_transitions([tr("Success", "a-1", result=dump(1)), tr("Running", "b-1")])
+    assert [(t.task_slug, t.state, t.has_result) for t in store.get_task_runs("run-1")] == [
+        ("a-1", "Success", True), ("b-1", "Running", False)]
+    assert [t.state for t in store.get_history("run-1")] == ["Running", "Success", "Running"]
+
+
+def test_the_last_of_two_results_in_one_batch_is_kept(store, db):
+    store.record_transitions([tr("Success", "big-1", result=BIG)])
+    store.record_transitions([tr("Success", "big-1", result=dump("first")),
+                              tr("Success", "big-1", result=dump("second"))])
+    assert load(store.load_result("run-1", "big-1")) == "second"
+    assert result_files(db) == []
+
+
+def test_the_store_and_the_models_agree_on_the_row_id_layout():
+    from cairnflow.statestore import models, sqlite_batch
+    assert models.RUN_SHIFT == sqlite_batch.RUN_SHIFT
+
+
+def test_a_task_commit_writes_about_one_page_per_table(db):
+    """The layout's point (see models): appends land on each table's last page."""
+    writer = SQLiteStore(db)
+    writer.record_flow_run(record(), [tr("Running")])
+    writer._conn.execute("PRAGMA wal_autocheckpoint = 0")
+    writer._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    page = writer._conn.execute("PRAGMA page_size").fetchone()[0]
+    wal = Path(f"{db}-wal")
+    before, tasks = wal.stat().st_size, 2000
+    writer.record_transitions([tr("Running", "inc-1")])
+    for i in range(1, tasks):
+        writer.record_transitions([tr("Success", f"inc-{i}", result=dump(i)),
+                                   tr("Running", f"inc-{i + 1}")])
+    frames = (wal.stat().st_size - before) / (page + 24)
+    writer.close()
+    # history, task runs and results: three pages, plus the occasional new page.
+    assert frames / tasks < 3.5, frames / tasks
+
+
 WRITER = textwrap.dedent("""
     import os, sys, time
     import pendulum
@@ -497,9 +561,11 @@ def test_several_processes_write_to_one_new_database_at_once(tmp_path):
 
 
 @pytest.mark.parametrize("query", [
-    "SELECT * FROM task_run WHERE flow_run_id = 'x'",
-    "SELECT * FROM state_transition WHERE flow_run_id = 'x' ORDER BY seq",
-    "SELECT * FROM log_record WHERE flow_run_id = 'x' ORDER BY seq",
+    "SELECT pk FROM flow_run WHERE id = 'x'",
+    "SELECT * FROM task_run WHERE id BETWEEN 4294967296 AND 8589934591 ORDER BY id",
+    "SELECT * FROM state_transition WHERE id BETWEEN 4294967296 AND 8589934591 ORDER BY id",
+    "SELECT * FROM log_record WHERE id BETWEEN 4294967296 AND 8589934591 ORDER BY id",
+    "SELECT * FROM task_result WHERE task_run_id BETWEEN 4294967296 AND 8589934591",
     "SELECT * FROM flow_run ORDER BY created_at DESC, rowid DESC LIMIT 20",
     "SELECT * FROM flow_run WHERE state = 'Failed' ORDER BY created_at DESC, rowid DESC",
     "SELECT * FROM flow_run WHERE flow_id = 1 ORDER BY created_at DESC, rowid DESC",
@@ -518,7 +584,7 @@ def many_runs(store: SQLiteStore, db: Path, count: int) -> None:
     """``count`` more runs, one a second after T0: copies of run-1, made in SQL for speed."""
     sql(db, """
         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
-        INSERT INTO flow_run SELECT printf('%08d-copy', i), flow_id, flow_hash,
+        INSERT INTO flow_run SELECT NULL, printf('%08d-copy', i), flow_id, flow_hash,
             CASE i % 3 WHEN 0 THEN 'Failed' ELSE 'Success' END, message, parameters,
             parameters_blob, parameters_serializer, parameters_python_version,
             parameters_cloudpickle_version, source_file, source_variable, flow_blob,

@@ -10,13 +10,26 @@ Conventions:
 * Timestamps are ISO-8601 UTC text of fixed width
   (``2024-05-01T12:00:00.000000+00:00``), so they sort as text and read well
   in any SQLite browser.
-* ``map_index`` is -1 for a task that is not a mapped child, so it can be part
-  of the key (flow_run_id, task_slug, map_index); the store converts None <-> -1.
+* ``map_index`` is -1 for a task that is not a mapped child; the store converts
+  None <-> -1.
+* A flow run has a text id (its uuid, what people and the CLI use) and an
+  integer key ``flow_run.pk``, never reused (AUTOINCREMENT).
 * The tables written on every transition (``task_run``, ``state_transition``,
-  ``task_result``, ``log_record``) are WITHOUT ROWID tables clustered on the
-  run: a run's rows are one range of each table, and a commit writes one page
-  per table it touches, with no secondary index pages.
-* Every row a run owns is deleted with it (``ON DELETE CASCADE``).
+  ``task_result``, ``log_record``) are keyed by one integer per row,
+  ``flow_run.pk * 2**32 + seq``, where ``seq`` numbers the run's transitions (or
+  its log records) from 1 in the order they were recorded. So a run's rows are
+  one contiguous range of each table (``id BETWEEN pk << 32 AND (pk << 32) +
+  0xFFFFFFFF``), its history reads in order with no sort, and a commit appends
+  to the right-most leaf of each table it touches: with no secondary index, a
+  task's commit writes about one page per table. Use ``id >> 32`` to join a row
+  to ``flow_run.pk``.
+* A task run's ``id`` is the ``id`` of its first transition, so task runs list
+  in the order they were first recorded; its history rows and its result name
+  it by that id (``task_run_id``).
+* Every row a run owns is deleted with it, by that range (the store's
+  ``delete_runs`` and ``prune``): those tables declare no foreign key to
+  ``flow_run``, whose check on delete would need a second index on each of them,
+  written on every commit.
 
 Example:
     >>> from cairnflow.statestore.models import TaskRun
@@ -26,14 +39,19 @@ Example:
 
 from __future__ import annotations
 
-from sqlalchemy import CheckConstraint, Column, ForeignKey, ForeignKeyConstraint, Index
+from sqlalchemy import CheckConstraint, Index
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 __all__ = [
     "Flow", "FlowRun", "TaskRun", "StateTransition", "TaskResult", "LogRecord",
-    "SchemaVersion", "StoreModel", "metadata",
+    "SchemaVersion", "StoreModel", "metadata", "RUN_SHIFT",
 ]
+
+RUN_SHIFT = 32
+"""Row ids of a run's tables are ``flow_run.pk << RUN_SHIFT`` plus a sequence number."""
+
+_NO_AUTO = {"autoincrement": False}
 
 
 class StoreModel(SQLModel, registry=registry()):
@@ -61,9 +79,11 @@ class FlowRun(StoreModel, table=True):
         Index("ix_flow_run_created_at", "created_at"),
         Index("ix_flow_run_flow_created_at", "flow_id", "created_at"),
         Index("ix_flow_run_state_created_at", "state", "created_at"),
+        {"sqlite_autoincrement": True},
     )
 
-    id: str = Field(primary_key=True)
+    pk: int | None = Field(default=None, primary_key=True)
+    id: str = Field(unique=True)
     flow_id: int = Field(foreign_key="flow.id")
     flow_hash: str
     state: str
@@ -89,21 +109,16 @@ class FlowRun(StoreModel, table=True):
 
 
 class TaskRun(StoreModel, table=True):
-    """A task run, keyed by (flow run, task slug, map index).
+    """A task run: (flow run, task slug, map index) is unique, kept so by the store.
 
-    Clustered on that key (WITHOUT ROWID): a run's task runs are one range of
-    the table and no second index is written per task. ``first_seq`` is the
-    ``seq`` of its first transition: the order task runs were first recorded.
+    ``id`` is the id of its first transition (see the module docstring).
     """
 
     __tablename__ = "task_run"
-    __table_args__ = {"sqlite_with_rowid": False}
 
-    flow_run_id: str = Field(sa_column=Column(
-        ForeignKey("flow_run.id", ondelete="CASCADE"), primary_key=True))
-    task_slug: str = Field(primary_key=True)
-    map_index: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
-    first_seq: int
+    id: int = Field(primary_key=True, sa_column_kwargs=_NO_AUTO)
+    task_slug: str
+    map_index: int = -1
     task_name: str | None = None
     state: str
     message: str | None = None
@@ -113,23 +128,15 @@ class TaskRun(StoreModel, table=True):
 
 
 class StateTransition(StoreModel, table=True):
-    """Append-only history: one row per transition, ``task_slug`` NULL for the flow run.
+    """Append-only history: one row per transition, in the order recorded.
 
-    Clustered on (flow_run_id, seq), ``seq`` numbering the run's transitions
-    from 1 in the order they were recorded: a run's history is one range of
-    the table. It names its task run by slug and map index, with no foreign
-    key (whose checks on delete would need a second index); rows go with their
-    flow run.
+    ``task_run_id`` is NULL for a transition of the flow run itself.
     """
 
     __tablename__ = "state_transition"
-    __table_args__ = {"sqlite_with_rowid": False}
 
-    flow_run_id: str = Field(sa_column=Column(
-        ForeignKey("flow_run.id", ondelete="CASCADE"), primary_key=True))
-    seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
-    task_slug: str | None = None
-    map_index: int = Field(default=-1)
+    id: int = Field(primary_key=True, sa_column_kwargs=_NO_AUTO)
+    task_run_id: int | None = None
     attempt: int
     state: str
     message: str | None = None
@@ -137,21 +144,14 @@ class StateTransition(StoreModel, table=True):
 
 
 class TaskResult(StoreModel, table=True):
-    """A checkpointed result: bytes inline, or a file under ``results/``."""
+    """A task run's checkpointed result: bytes inline, or a file under ``results/``."""
 
     __tablename__ = "task_result"
     __table_args__ = (
-        ForeignKeyConstraint(
-            ["flow_run_id", "task_slug", "map_index"],
-            ["task_run.flow_run_id", "task_run.task_slug", "task_run.map_index"],
-            ondelete="CASCADE"),
         CheckConstraint("(data IS NULL) <> (path IS NULL)", name="ck_task_result_where"),
-        {"sqlite_with_rowid": False},
     )
 
-    flow_run_id: str = Field(primary_key=True)
-    task_slug: str = Field(primary_key=True)
-    map_index: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    task_run_id: int = Field(primary_key=True, sa_column_kwargs=_NO_AUTO)
     serializer: str
     python_version: str
     cloudpickle_version: str
@@ -162,20 +162,17 @@ class TaskResult(StoreModel, table=True):
 
 
 class LogRecord(StoreModel, table=True):
-    """A log record of a run, clustered on (flow_run_id, seq) like the history.
+    """A log record of a run, in the order recorded.
 
     It names its task by slug and map index: a task may log before its task
     run row exists.
     """
 
     __tablename__ = "log_record"
-    __table_args__ = {"sqlite_with_rowid": False}
 
-    flow_run_id: str = Field(sa_column=Column(
-        ForeignKey("flow_run.id", ondelete="CASCADE"), primary_key=True))
-    seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    id: int = Field(primary_key=True, sa_column_kwargs=_NO_AUTO)
     task_slug: str | None = None
-    map_index: int = Field(default=-1)
+    map_index: int = -1
     timestamp: str
     level: int
     logger: str

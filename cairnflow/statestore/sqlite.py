@@ -38,7 +38,9 @@ from cairnflow.statestore.base import (
 )
 from cairnflow.statestore.result_files import ResultFiles, StoredFile
 from cairnflow.statestore.serialize import SerializedResult
-from cairnflow.statestore.sqlite_batch import NOT_MAPPED, TaskRunCache, TransitionBatch
+from cairnflow.statestore.sqlite_batch import (
+    NOT_MAPPED, RUN_SHIFT, RunCaches, StaleCache, run_range, write_transitions,
+)
 from cairnflow.statestore.sqlite_rows import is_finished, ts
 
 __all__ = ["SQLiteStore", "LARGE_RESULT_BYTES", "path_from_url"]
@@ -50,11 +52,22 @@ LARGE_RESULT_BYTES = 1 << 20
 
 _Refusal = Callable[[sqlite3.IntegrityError], StoreError]
 
-_INSERT_LOG = """
-INSERT INTO log_record (flow_run_id, seq, task_slug, map_index, timestamp, level, logger,
-                        message)
-VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM log_record WHERE flow_run_id = ?1),
-        ?2, ?3, ?4, ?5, ?6, ?7)"""
+# The run's next log id, read under the write lock; no row if there is no such run.
+_INSERT_LOG = f"""
+INSERT INTO log_record (id, task_slug, map_index, timestamp, level, logger, message)
+SELECT COALESCE((SELECT MAX(l.id) FROM log_record l
+                 WHERE l.id BETWEEN r.pk << {RUN_SHIFT}
+                                AND (r.pk << {RUN_SHIFT}) + {(1 << RUN_SHIFT) - 1}),
+                r.pk << {RUN_SHIFT}) + 1, ?2, ?3, ?4, ?5, ?6, ?7
+FROM flow_run r WHERE r.id = ?1"""
+
+# Everything a run owns, by the range of its row ids (see models), then the run.
+_DELETE_RUN_ROWS = (
+    "DELETE FROM state_transition WHERE id BETWEEN ? AND ?",
+    "DELETE FROM task_result WHERE task_run_id BETWEEN ? AND ?",
+    "DELETE FROM task_run WHERE id BETWEEN ? AND ?",
+    "DELETE FROM log_record WHERE id BETWEEN ? AND ?",
+)
 
 
 def path_from_url(url: str) -> str:
@@ -115,7 +128,7 @@ class SQLiteStore(StateStore):
         self._busy_timeout = busy_timeout
         self._lock_retry = lock_retry
         self._lock = threading.Lock()
-        self._task_runs = TaskRunCache()
+        self._runs = RunCaches()
         self._closed = False
         in_memory = self.path == ":memory:"
         # A database in memory has no directory to keep large results in.
@@ -123,6 +136,8 @@ class SQLiteStore(StateStore):
         self.results = None if in_memory else ResultFiles(
             Path(self.path).resolve().parent / "results")
         self._conn = self._guarded("open", None, self._open)
+        # The write path's one cursor, used under the lock.
+        self._cursor = None if self._conn is None else self._conn.cursor()
 
     # -- opening ----------------------------------------------------------------
 
@@ -190,13 +205,8 @@ class SQLiteStore(StateStore):
                 f"cannot {doing} the cairnflow database {self.path}: {exc}") from exc
 
     def _transact(self, fn: Callable[[sqlite3.Cursor], Any], *, write: bool,
-                  doing: str = "write to", refused: _Refusal | None = None,
-                  after: Callable[[], T] | None = None) -> Any:
-        """Run ``fn`` in one transaction under the store's lock, with the policy.
-
-        ``after``, if given, runs under the same lock once the transaction has
-        committed, and its value is returned instead of ``fn``'s.
-        """
+                  doing: str = "write to", refused: _Refusal | None = None) -> Any:
+        """Run ``fn`` in one transaction under the store's lock, with the policy."""
         if write and self.readonly:
             raise StoreError(f"the cairnflow database {self.path} was opened read-only")
         with self._lock:
@@ -205,8 +215,7 @@ class SQLiteStore(StateStore):
             conn = self._conn
             if conn is None:
                 return fn(None)  # type: ignore[arg-type]  # empty read-only store
-            value = self._guarded(doing, refused, policy.in_transaction, conn, fn, write)
-            return value if after is None else after()
+            return self._guarded(doing, refused, policy.in_transaction, conn, fn, write)
 
     def _read(self, fn: Callable[[sqlite3.Cursor | None], T]) -> T:
         return self._transact(fn, write=False, doing="read")
@@ -216,11 +225,9 @@ class SQLiteStore(StateStore):
     def record_flow_run(self, run: FlowRunRecord,
                         transitions: Sequence[Transition] = ()) -> None:
         values = rows.flow_run_values(run, now=ts(pendulum.now("UTC")))
-        batch = TransitionBatch(
-            self._task_runs, transitions, [ts(t.timestamp) for t in transitions],
-            [is_finished(t.state) for t in transitions], [None] * len(transitions))
+        caches = self._runs
 
-        def write(cur: sqlite3.Cursor) -> None:
+        def start(cur: sqlite3.Cursor) -> None:
             stored = cur.execute("SELECT attempt, state, pid, host, updated_at FROM flow_run "
                                  "WHERE id = ?", (run.id,)).fetchone()
             if stored is not None:  # one transaction: of two claims, exactly one wins
@@ -230,26 +237,83 @@ class SQLiteStore(StateStore):
                         "ON CONFLICT (name) DO NOTHING", (run.flow_name, values["updated_at"]))
             values["flow_id"] = cur.execute(
                 "SELECT id FROM flow WHERE name = ?", (run.flow_name,)).fetchone()[0]
-            cur.execute(rows.upsert_flow_run_sql(keep_flow_blob=run.flow_blob is None), values)
-            batch(cur)
+            pk = cur.execute(rows.upsert_flow_run_sql(keep_flow_blob=run.flow_blob is None),
+                             values).fetchone()[0]
+            if stored is None:
+                caches.created(run.id, pk)
+            else:
+                caches.forget(run.id)  # another attempt wrote it: read it again
 
-        self._transact(write, write=True, after=batch.committed)
+        self._write_batch(transitions, start, run.id)
 
     def record_transitions(self, transitions: Sequence[Transition]) -> None:
-        if not transitions:
-            return
-        batch = TransitionBatch(
-            self._task_runs, transitions, [ts(t.timestamp) for t in transitions],
-            [is_finished(t.state) for t in transitions], self._write_large_results(transitions))
-        try:
-            replaced = self._transact(batch, write=True, after=batch.committed,
-                                      refused=lambda exc: _unknown_runs(transitions, exc))
-        except BaseException:
-            self._remove_files(f.path for _, _, _, f in batch.rows if f)
-            raise
-        self._remove_files(replaced)
+        if transitions:
+            self._write_batch(transitions)
 
-    def _write_large_results(self, transitions: Sequence[Transition]) -> list[StoredFile | None]:
+    def _write_batch(self, transitions: Sequence[Transition],
+                     start: Callable[[sqlite3.Cursor], None] | None = None,
+                     run_id: str | None = None) -> None:
+        """Commit ``transitions`` (after ``start``, if given) in one write transaction.
+
+        Results over the threshold are written to files first; if the
+        transaction does not commit, they are removed, and once it has, the
+        result files it replaced are.
+        """
+        if self.readonly:
+            raise StoreError(f"the cairnflow database {self.path} was opened read-only")
+        files = None
+        large = self._large
+        for t in transitions:
+            result = t.result
+            if result is not None and len(result.data) > large:
+                files = self._write_large_results(transitions)
+                break
+        with self._lock:
+            if self._closed:
+                raise StoreError("this cairnflow store is closed")
+            try:
+                replaced = self._guarded("write to", None, self._batch, transitions, files,
+                                         start, run_id)
+            except BaseException:
+                if files is not None:
+                    self._remove_files(f.path for f in files if f)
+                raise
+        if replaced:
+            self._remove_files(replaced)
+
+    def _batch(self, transitions: Sequence[Transition], files: list[StoredFile | None] | None,
+               start: Callable[[sqlite3.Cursor], None] | None,
+               run_id: str | None) -> list[str]:
+        """A batch's transaction; the result files it replaced.
+
+        The run caches change as the batch is written: if it does not commit,
+        the runs it touched are forgotten, to be read again. If it found them
+        stale, it is tried once more (see ``sqlite_batch``).
+        """
+        cur = self._cursor
+        caches = self._runs
+        for last_try in (False, True):
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                if start is not None:
+                    start(cur)
+                replaced = write_transitions(cur, caches, transitions, files) \
+                    if transitions else []
+                cur.execute("COMMIT")
+                return replaced
+            except BaseException as exc:
+                if self._conn.in_transaction:  # type: ignore[union-attr]
+                    self._conn.rollback()  # type: ignore[union-attr]
+                for t in transitions:
+                    caches.forget(t.flow_run_id)
+                if run_id is not None:
+                    caches.forget(run_id)
+                if last_try or not isinstance(exc, StaleCache):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _write_large_results(self, transitions: Sequence[Transition]
+                             ) -> list[StoredFile | None] | None:
         """Write results over the threshold to files, before their transaction."""
         files: list[StoredFile | None] = [None] * len(transitions)
         try:
@@ -261,7 +325,7 @@ class SQLiteStore(StateStore):
             self._remove_files(f.path for f in files if f)
             raise StoreError(f"cannot write a result file under {self.results.root}: "
                              f"{exc}") from exc  # type: ignore[union-attr]
-        return files
+        return files if any(files) else None
 
     def _remove_files(self, relative_paths: Any) -> None:
         for rel in relative_paths:
@@ -273,8 +337,14 @@ class SQLiteStore(StateStore):
         values = [(e.flow_run_id, e.task_slug,
                    NOT_MAPPED if e.map_index is None else e.map_index,
                    ts(e.timestamp), e.level, e.logger, e.message) for e in entries]
-        self._transact(lambda cur: cur.executemany(_INSERT_LOG, values), write=True,
-                       refused=lambda exc: _unknown_runs(entries, exc))
+
+        def write(cur: sqlite3.Cursor) -> None:
+            cur.executemany(_INSERT_LOG, values)
+            if cur.rowcount != len(values):  # a run that does not exist
+                ids = sorted({e.flow_run_id for e in entries})
+                raise UnknownRunError(f"no run with id {', '.join(map(repr, ids))}")
+
+        self._transact(write, write=True)
 
     def heartbeat(self, flow_run_id: str) -> None:
         now = ts(pendulum.now("UTC"))
@@ -292,8 +362,12 @@ class SQLiteStore(StateStore):
             return 0
 
         def write(cur: sqlite3.Cursor) -> list[str]:
-            gone = [rid for rid in ids if cur.execute(
-                "DELETE FROM flow_run WHERE id = ?", (rid,)).rowcount]
+            gone = []
+            for rid in ids:
+                found = cur.execute("SELECT pk FROM flow_run WHERE id = ?", (rid,)).fetchone()
+                if found is not None:
+                    _delete_run(cur, found[0])
+                    gone.append(rid)
             return gone
 
         return len(self._forget(self._transact(write, write=True)))
@@ -304,10 +378,13 @@ class SQLiteStore(StateStore):
         def write(cur: sqlite3.Cursor) -> list[str]:
             now = rows.utc_now()
             old = cur.execute(
-                "SELECT id, state, pid, host, updated_at FROM flow_run WHERE created_at < ?",
+                "SELECT id, state, pid, host, updated_at, pk FROM flow_run WHERE created_at < ?",
                 (cutoff,)).fetchall()
-            gone = [row[0] for row in old if is_finished(rows.reported_state(*row[1:], now))]
-            cur.executemany("DELETE FROM flow_run WHERE id = ?", [(rid,) for rid in gone])
+            gone = []
+            for rid, state, pid, host, updated_at, pk in old:
+                if is_finished(rows.reported_state(state, pid, host, updated_at, now)):
+                    _delete_run(cur, pk)
+                    gone.append(rid)
             return gone
 
         return len(self._forget(self._transact(write, write=True)))
@@ -316,7 +393,7 @@ class SQLiteStore(StateStore):
         """After deleting runs: drop their cached ids and their result files."""
         with self._lock:
             for rid in run_ids:
-                self._task_runs.forget(rid)
+                self._runs.forget(rid)
         if self.results is not None:
             for rid in run_ids:
                 self.results.remove_run(rid)
@@ -342,9 +419,9 @@ class SQLiteStore(StateStore):
 
     def get_task_runs(self, run_id: str) -> list[TaskRunInfo]:
         def read(cur: sqlite3.Cursor | None) -> list[TaskRunInfo]:
-            rows.require_run(cur, run_id)
+            span = rows.require_run(cur, run_id)
             return [rows.task_run_info(r) for r in cur.execute(
-                rows.TASK_RUNS_SQL, (run_id,))]  # type: ignore[union-attr]
+                rows.TASK_RUNS_SQL, span)]  # type: ignore[union-attr]
         return self._read(read)
 
     def get_history(self, run_id: str, task_slug: str | None = None) -> list[Transition]:
@@ -353,9 +430,9 @@ class SQLiteStore(StateStore):
     def load_result(self, run_id: str, task_slug: str,
                     map_index: int | None = None) -> SerializedResult:
         def read(cur: sqlite3.Cursor | None) -> tuple | None:
-            rows.require_run(cur, run_id)
+            low, high = rows.require_run(cur, run_id)
             return cur.execute(rows.RESULT_SQL, (  # type: ignore[union-attr]
-                run_id, task_slug, NOT_MAPPED if map_index is None else map_index)).fetchone()
+                low, high, task_slug, NOT_MAPPED if map_index is None else map_index)).fetchone()
 
         found = self._read(read)
         if found is None:
@@ -377,7 +454,7 @@ class SQLiteStore(StateStore):
         def read(cur: sqlite3.Cursor | None) -> tuple[FlowRunRecord, list]:
             record = rows.flow_run_record(cur, run_id)
             return record, cur.execute(  # type: ignore[union-attr]
-                rows.RESUME_SQL, (run_id,)).fetchall()
+                rows.RESUME_SQL, rows.require_run(cur, run_id)).fetchall()
 
         record, found = self._read(read)
         data = ResumeData(run=record)
@@ -402,15 +479,16 @@ class SQLiteStore(StateStore):
             if self._conn is not None and not self._closed:
                 self._conn.close()
             self._closed = True
-            self._task_runs.clear()
+            self._runs.clear()
 
     def __repr__(self) -> str:
         mode = ", readonly" if self.readonly else ""
         return f"SQLiteStore({self.path!r}{mode})"
 
 
-def _unknown_runs(records: Sequence[Any], exc: sqlite3.IntegrityError) -> StoreError:
-    if "FOREIGN KEY" not in str(exc).upper():
-        return StoreError(f"the cairnflow database refused a write: {exc}")
-    ids = sorted({r.flow_run_id for r in records})
-    return UnknownRunError(f"no run with id {', '.join(map(repr, ids))}")
+def _delete_run(cur: sqlite3.Cursor, pk: int) -> None:
+    """Delete run ``pk`` with every row it owns."""
+    span = run_range(pk)
+    for sql in _DELETE_RUN_ROWS:
+        cur.execute(sql, span)
+    cur.execute("DELETE FROM flow_run WHERE pk = ?", (pk,))

@@ -2,84 +2,213 @@
 
 The runner commits a task's ``Running`` before calling it, and its ``Success``
 with the result after, usually in one batch with the next task's ``Running``:
-one or two short transactions per task. To keep each near SQLite's own cost, a
-batch issues only INSERTs and UPDATEs: the task runs this store has written
-are remembered by (run id, slug, map index), with whether each already has a
-result, so no SELECT precedes a write. Cache changes made inside a
-transaction are applied only once it has committed.
+one short transaction per task. To keep it near SQLite's own cost:
+
+* A batch is at most one statement per table (multi-row INSERTs, the task runs
+  as one multi-row upsert), and no SELECT precedes a write: the store knows, for
+  each run it writes, the run's integer key, the next ``seq`` of its history,
+  each task run's id and which task runs have a result (``RunCache``). A result
+  is deleted only when one existed.
+* Row ids are ``flow_run.pk << 32`` plus the run's sequence number (see
+  ``cairnflow.statestore.models``): every insert lands on the right-most leaf of
+  its table, so a commit writes about one page per table.
+
+The cache is checked by the batch's first statement, at no extra cost. Every
+write to a run appends to its history, and the history insert adds rows only
+for runs that exist, at the ids the cache expects to be free. So if another
+connection (or store) has written to the run since, an id is taken and the
+insert fails; if the run was deleted, it adds fewer rows than it was given.
+Either way the batch raises ``StaleCache``: its transaction is rolled back, its
+runs forgotten, and the store tries once more with them read afresh, under the
+write lock, so the second try cannot find them stale. (A run being written is
+normally written by one store: of two attempts to resume a run, one wins.)
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from datetime import datetime, timezone
 
-from cairnflow.exceptions import UnknownRunError
-from cairnflow.statestore.base import Transition
+import pendulum
+
+from cairnflow.exceptions import StoreError, UnknownRunError
+from cairnflow.states import Finished, state_from_name
+from cairnflow.statestore.base import Transition, require_aware
 from cairnflow.statestore.result_files import StoredFile
-from cairnflow.statestore.serialize import SerializedResult
 
-__all__ = ["TaskRunCache", "TransitionBatch", "NOT_MAPPED"]
+__all__ = ["RunCache", "RunCaches", "StaleCache", "write_transitions", "NOT_MAPPED",
+           "RUN_SHIFT", "run_range", "MULTI_ROW_MAX", "ts"]
 
 NOT_MAPPED = -1
 """``task_run.map_index`` of a task run that is not a mapped child."""
 
-_TASK_RUN_COLUMNS = """flow_run_id, task_slug, map_index, first_seq, task_name, state,
-    message, attempts, started_at, ended_at"""
+RUN_SHIFT = 32
+"""A run's rows have ids ``pk << RUN_SHIFT`` + 1, 2, ... (``models.RUN_SHIFT``)."""
 
-_INSERT_TASK_RUN = (f"INSERT INTO task_run ({_TASK_RUN_COLUMNS}) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_SEQ_MAX = (1 << RUN_SHIFT) - 1
 
-# For a task run recorded by another store object (a resume, another process).
-_UPSERT_TASK_RUN = _INSERT_TASK_RUN + """
-ON CONFLICT (flow_run_id, task_slug, map_index) DO UPDATE SET
+MULTI_ROW_MAX = 16
+"""Batches up to this many rows per table are one multi-row statement; larger
+ones go through ``executemany`` (one compiled statement per row count is cached)."""
+
+
+def run_range(pk: int) -> tuple[int, int]:
+    """The first and last possible row id of run ``pk``'s rows."""
+    base = pk << RUN_SHIFT
+    return base, base + _SEQ_MAX
+
+
+_UTC = pendulum.UTC
+
+
+def ts(when: datetime, what: str = "timestamp") -> str:
+    """An aware datetime as fixed-width ISO-8601 UTC text; naive -> ``ValueError``."""
+    # Known UTC zones skip utcoffset(), which pendulum computes in Python.
+    zone = when.tzinfo
+    if zone is not _UTC and zone is not timezone.utc:
+        offset = when.utcoffset() if zone is not None else None
+        if offset is None:
+            require_aware(when, what)
+        if offset:
+            when = when.astimezone(timezone.utc)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%06d+00:00" % (
+        when.year, when.month, when.day, when.hour, when.minute, when.second,
+        when.microsecond)
+
+
+_LOAD_RUN = "SELECT pk FROM flow_run WHERE id = ?"
+_LAST_TRANSITION = "SELECT MAX(id) FROM state_transition WHERE id BETWEEN ? AND ?"
+_LOAD_TASK_RUNS = """
+SELECT t.id, t.task_slug, t.map_index, x.task_run_id IS NOT NULL
+FROM task_run t LEFT JOIN task_result x ON x.task_run_id = t.id
+WHERE t.id BETWEEN ? AND ?"""
+
+# OR FAIL: a write that breaks a constraint stops its statement without undoing
+# the statement's earlier rows, so SQLite keeps no statement journal for a
+# multi-row statement (measured: a few µs a commit); the store rolls the whole
+# transaction back on any error, so nothing of a failed batch is ever kept.
+_TASK_RUN_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_TASK_RUN_UPSERT = """
+INSERT OR FAIL INTO task_run (id, task_slug, map_index, task_name, state, message,
+                              attempts, started_at, ended_at)
+VALUES {rows}
+ON CONFLICT (id) DO UPDATE SET
     task_name = excluded.task_name, state = excluded.state, message = excluded.message,
     attempts = task_run.attempts + excluded.attempts,
     started_at = COALESCE(task_run.started_at, excluded.started_at),
     ended_at = excluded.ended_at"""
 
-_UPDATE_TASK_RUN = """
-UPDATE task_run SET task_name = ?, state = ?, message = ?, attempts = attempts + ?,
-    started_at = COALESCE(started_at, ?), ended_at = ?
-WHERE flow_run_id = ? AND task_slug = ? AND map_index = ?"""
-
-_UPDATE_FLOW_RUN_STATE = (
-    "UPDATE flow_run SET state = ?, message = ?, ended_at = ? WHERE id = ?")
-
-# seq: the next position in the run's history, read under the write lock.
-_INSERT_TRANSITION = """
-INSERT INTO state_transition (flow_run_id, seq, task_slug, map_index, attempt, state,
-                              message, timestamp)
-VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM state_transition WHERE flow_run_id = ?1),
-        ?2, ?3, ?4, ?5, ?6, ?7)"""
-
-_INSERT_FIRST_TRANSITION = _INSERT_TRANSITION + " RETURNING seq"
-
-_DELETE_RESULT = """
-DELETE FROM task_result WHERE flow_run_id = ? AND task_slug = ? AND map_index = ?
-RETURNING path"""
+# Only the rows of runs that exist (a row's run is id >> RUN_SHIFT); see the module
+# docstring.
+_TRANSITION_ROW = "(?, ?, ?, ?, ?, ?)"
+_INSERT_TRANSITIONS = f"""
+INSERT OR FAIL INTO state_transition (id, task_run_id, attempt, state, message, timestamp)
+SELECT * FROM (VALUES {{rows}}) AS v
+WHERE EXISTS (SELECT 1 FROM flow_run WHERE pk = v.column1 >> {RUN_SHIFT})"""
 
 _INSERT_RESULT = """
-INSERT INTO task_result (flow_run_id, task_slug, map_index, serializer, python_version,
-                         cloudpickle_version, data, path, size, sha256)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+INSERT OR FAIL INTO task_result (task_run_id, serializer, python_version,
+                                 cloudpickle_version, data, path, size, sha256)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)"""
 
-_Key = tuple[str, int]
-_UNSEEN = object()
+_DELETE_RESULT = "DELETE FROM task_result WHERE task_run_id = ? RETURNING path"
+
+_UPDATE_FLOW_RUN_STATE = "UPDATE flow_run SET state = ?, message = ?, ended_at = ? WHERE pk = ?"
 
 
-class TaskRunCache:
-    """The task runs this store has written: ``runs[run id][(slug, stored map index)]``
-    is whether it has a result (None: not known, the row was made elsewhere).
+class _Statements(dict):
+    """``sql[n]``: a statement inserting ``n`` rows, made once per ``n``."""
 
-    Not thread-safe: the store calls it under its lock.
+    def __init__(self, template: str, row: str) -> None:
+        super().__init__()
+        self.template, self.row = template, row
+
+    def __missing__(self, n: int) -> str:
+        sql = self[n] = self.template.format(rows=", ".join([self.row] * n))
+        return sql
+
+
+_UPSERT_TASK_RUNS = _Statements(_TASK_RUN_UPSERT, _TASK_RUN_ROW)
+_INSERT_HISTORY = _Statements(_INSERT_TRANSITIONS, _TRANSITION_ROW)
+
+
+class _FinishedStates(dict):
+    """``finished[state name]``: whether it is a Finished state (``KeyError`` if unknown)."""
+
+    def __missing__(self, name: str) -> bool:
+        done = self[name] = issubclass(state_from_name(name), Finished)
+        return done
+
+
+FINISHED = _FinishedStates()
+
+
+class StaleCache(StoreError):
+    """The store's cache of a run no longer matches the database (see the module docstring)."""
+
+
+class RunCache:
+    """What the store knows of one run it writes to.
+
+    Attributes:
+        pk: ``flow_run.pk``.
+        base: ``pk << RUN_SHIFT``; row ids of the run are ``base + seq``.
+        next_seq: the ``seq`` of the run's next transition.
+        tasks: task run id by (slug, stored map index).
+        with_result: ids of the task runs that have a result.
+    """
+
+    __slots__ = ("pk", "base", "next_seq", "tasks", "with_result")
+
+    def __init__(self, pk: int, next_seq: int, tasks: dict[tuple[str, int], int],
+                 with_result: set[int]) -> None:
+        self.pk = pk
+        self.base = pk << RUN_SHIFT
+        self.next_seq = next_seq
+        self.tasks = tasks
+        self.with_result = with_result
+
+
+class RunCaches:
+    """The runs one store writes to, by run id.
+
+    Not thread-safe: the store calls it under its lock, inside write transactions.
     """
 
     def __init__(self) -> None:
-        self.runs: dict[str, dict[_Key, bool | None]] = {}
+        self.runs: dict[str, RunCache] = {}
 
-    def add(self, run_id: str, entries: dict[_Key, bool | None]) -> None:
-        self.runs.setdefault(run_id, {}).update(entries)
+    def created(self, run_id: str, pk: int) -> None:
+        """A run this store just created: nothing recorded yet."""
+        self.runs[run_id] = RunCache(pk, 1, {}, set())
+
+    def get(self, cur: sqlite3.Cursor, run_id: str) -> RunCache:
+        """The run's cache, read from the database if this store does not know the run.
+
+        Raises ``UnknownRunError`` if there is no such run.
+        """
+        run = self.runs.get(run_id)
+        if run is None:
+            run = self.runs[run_id] = self._load(cur, run_id)
+        return run
+
+    @staticmethod
+    def _load(cur: sqlite3.Cursor, run_id: str) -> RunCache:
+        found = cur.execute(_LOAD_RUN, (run_id,)).fetchone()
+        if found is None:
+            raise UnknownRunError(f"no run with id {run_id!r}")
+        pk = found[0]
+        low, high = run_range(pk)
+        last = cur.execute(_LAST_TRANSITION, (low, high)).fetchone()[0]
+        tasks: dict[tuple[str, int], int] = {}
+        with_result: set[int] = set()
+        for task_run_id, slug, map_index, has_result in cur.execute(
+                _LOAD_TASK_RUNS, (low, high)):
+            tasks[slug, map_index] = task_run_id
+            if has_result:
+                with_result.add(task_run_id)
+        return RunCache(pk, 1 if last is None else last - low + 1, tasks, with_result)
 
     def forget(self, run_id: str) -> None:
         self.runs.pop(run_id, None)
@@ -88,104 +217,112 @@ class TaskRunCache:
         self.runs.clear()
 
 
-class TransitionBatch:
-    """Writes a batch of transitions; call it with a cursor inside a write transaction.
+def write_transitions(cur: sqlite3.Cursor, caches: RunCaches,
+                      transitions: Sequence[Transition],
+                      files: list[StoredFile | None] | None) -> list[str]:
+    """Write a batch inside a write transaction.
 
-    Args:
-        cache: the store's task run cache (read during, updated after commit).
-        transitions: the batch, in order.
-        stamps: each transition's timestamp as stored text.
-        finished: whether each transition's state is a Finished one.
-        files: each transition's result file, when its result went to a file.
+    ``files`` are the result files of the transitions whose result went to a
+    file (None: none did). Returns the result files the batch replaced, to
+    remove once it has committed. Updates the caches as it goes: if the
+    transaction does not commit, the caller must forget the runs of the batch.
+    A run that finishes is forgotten (it writes no more; a resume reads it again).
+    Raises ``StaleCache`` if the cache of a run in the batch was out of date.
     """
-
-    def __init__(self, cache: TaskRunCache, transitions: Sequence[Transition],
-                 stamps: list[str], finished: list[bool],
-                 files: list[StoredFile | None]) -> None:
-        self.cache = cache
-        self.rows = list(zip(transitions, stamps, finished, files))
-        self.pending: dict[str, dict[_Key, bool | None]] = {}
-        self.replaced_files: list[str] = []
-
-    def __call__(self, cur: sqlite3.Cursor) -> None:
-        self.pending = {}
-        self.replaced_files = []
-        for t, stamp, done, stored in self.rows:
-            if t.task_slug is None:
-                self._flow_transition(cur, t, stamp, done)
+    finished = FINISHED
+    runs: dict[str, RunCache] = {}
+    run_id_now: str | None = None
+    run: RunCache = None  # type: ignore[assignment]
+    task_rows: list = []
+    history: list = []
+    results: dict[int, tuple] | None = None
+    deletes: list[int] | None = None
+    flows: list[tuple] | None = None
+    i = 0
+    for run_id, attempt, slug, name, map_index, state, message, when, result in transitions:
+        if run_id != run_id_now:
+            run = runs.get(run_id)  # type: ignore[assignment]
+            if run is None:
+                run = runs[run_id] = caches.get(cur, run_id)
+            run_id_now = run_id
+        stamp = ts(when)
+        seq = run.next_seq
+        if seq > _SEQ_MAX:
+            raise StoreError(f"run {run_id} has more than {_SEQ_MAX} transitions")
+        run.next_seq = seq + 1
+        row_id = run.base + seq
+        if slug is None:
+            history += (row_id, None, attempt, state, message, stamp)
+            if flows is None:
+                flows = []
+            if finished[state]:
+                flows.append((state, message, stamp, run.pk))
+                caches.forget(run_id)
             else:
-                self._task_transition(cur, t, stamp, done, stored)
-
-    def committed(self) -> list[str]:
-        """Apply cache changes; return the result files the batch replaced."""
-        for run_id, entries in self.pending.items():
-            self.cache.add(run_id, entries)
-        for t, _, done, _ in self.rows:
-            if done and t.task_slug is None:
-                # A finished run writes no more; a resume refills the cache.
-                self.cache.forget(t.flow_run_id)
-        return self.replaced_files
-
-    def _flow_transition(self, cur: sqlite3.Cursor, t: Transition, stamp: str,
-                         done: bool) -> None:
-        cur.execute(_UPDATE_FLOW_RUN_STATE,
-                    (t.state, t.message, stamp if done else None, t.flow_run_id))
-        if not cur.rowcount:
-            raise UnknownRunError(f"no run with id {t.flow_run_id!r}")
-        cur.execute(_INSERT_TRANSITION,
-                    (t.flow_run_id, None, NOT_MAPPED, t.attempt, t.state, t.message, stamp))
-
-    def _has_result(self, run_id: str, key: _Key) -> object:
-        """What this batch, else the cache, knows of a task run; ``_UNSEEN`` if nothing."""
-        for known in (self.pending.get(run_id), self.cache.runs.get(run_id)):
-            if known is not None and key in known:
-                return known[key]
-        return _UNSEEN
-
-    def _task_transition(self, cur: sqlite3.Cursor, t: Transition, stamp: str, done: bool,
-                         stored: StoredFile | None) -> None:
-        run_id, slug, state = t.flow_run_id, t.task_slug, t.state
-        index = NOT_MAPPED if t.map_index is None else t.map_index
-        started = stamp if state == "Running" else None
-        ended = stamp if done else None
-        has_result = self._has_result(run_id, (slug, index))
-        if has_result is not _UNSEEN:
-            cur.execute(_UPDATE_TASK_RUN, (t.task_name, state, t.message, started is not None,
-                                           started, ended, run_id, slug, index))
-        history = (run_id, slug, index, t.attempt, state, t.message, stamp)
-        if has_result is _UNSEEN or not cur.rowcount:  # new here, or its run was deleted
-            seq = cur.execute(_INSERT_FIRST_TRANSITION, history).fetchone()[0]
-            has_result = self._insert_task_run(cur, (
-                run_id, slug, index, seq, t.task_name, state, t.message,
-                started is not None, started, ended))
+                flows.append((state, message, None, run.pk))
         else:
-            cur.execute(_INSERT_TRANSITION, history)
-        if t.result is not None:
-            self._result(cur, (run_id, slug, index), has_result, t.result, stored)
-            has_result = True
-        self.pending.setdefault(run_id, {})[slug, index] = has_result  # type: ignore[assignment]
-
-    @staticmethod
-    def _insert_task_run(cur: sqlite3.Cursor, row: tuple) -> bool | None:
-        """Insert a task run; False: it is new (so has no result), None: not known."""
-        try:
-            cur.execute(_INSERT_TASK_RUN, row)
-            return False
-        except sqlite3.IntegrityError as exc:
-            if "UNIQUE" not in str(exc).upper():
-                raise
-        cur.execute(_UPSERT_TASK_RUN, row)
-        return None
-
-    def _result(self, cur: sqlite3.Cursor, key: tuple[str, str, int], has_result: object,
-                result: SerializedResult, stored: StoredFile | None) -> None:
-        if has_result is not False:
-            old = cur.execute(_DELETE_RESULT, key).fetchone()
+            if map_index is None:
+                map_index = NOT_MAPPED
+            task_run_id = run.tasks.get((slug, map_index))
+            if task_run_id is None:
+                task_run_id = run.tasks[slug, map_index] = row_id
+            if state == "Running":
+                task_rows += (task_run_id, slug, map_index, name, state, message, 1, stamp,
+                              None)
+            else:
+                task_rows += (task_run_id, slug, map_index, name, state, message, 0, None,
+                              stamp if finished[state] else None)
+            history += (row_id, task_run_id, attempt, state, message, stamp)
+            if result is not None:
+                if results is None:
+                    results = {}
+                if task_run_id not in run.with_result:
+                    run.with_result.add(task_run_id)
+                elif task_run_id not in results:  # it had one before this batch
+                    if deletes is None:
+                        deletes = []
+                    deletes.append(task_run_id)
+                stored = None if files is None else files[i]
+                if stored is None:
+                    data = result.data
+                    results[task_run_id] = (
+                        task_run_id, result.serializer, result.python_version,
+                        result.cloudpickle_version, data, None, len(data), None)
+                else:
+                    results[task_run_id] = (
+                        task_run_id, result.serializer, result.python_version,
+                        result.cloudpickle_version, None, stored.path, stored.size,
+                        stored.sha256)
+        i += 1
+    try:
+        if i <= MULTI_ROW_MAX:
+            cur.execute(_INSERT_HISTORY[i], history)
+        else:
+            cur.executemany(_INSERT_HISTORY[1], zip(*[iter(history)] * 6))
+    except sqlite3.IntegrityError as exc:
+        if "state_transition.id" not in str(exc):
+            raise
+        raise StaleCache("a run of the batch was written by another store") from exc
+    if cur.rowcount != i:
+        raise StaleCache("a run of the batch was deleted by another store")
+    if task_rows:
+        n = len(task_rows) // 9
+        if n <= MULTI_ROW_MAX:
+            cur.execute(_UPSERT_TASK_RUNS[n], task_rows)
+        else:
+            cur.executemany(_UPSERT_TASK_RUNS[1], zip(*[iter(task_rows)] * 9))
+    replaced = []
+    if deletes is not None:
+        for task_run_id in deletes:
+            old = cur.execute(_DELETE_RESULT, (task_run_id,)).fetchone()
             if old is not None and old[0] is not None:
-                self.replaced_files.append(old[0])
-        if stored is None:
-            where = (result.data, None, len(result.data), None)
+                replaced.append(old[0])
+    if results is not None:
+        if len(results) == 1:
+            for row in results.values():
+                cur.execute(_INSERT_RESULT, row)
         else:
-            where = (None, stored.path, stored.size, stored.sha256)
-        cur.execute(_INSERT_RESULT, (*key, result.serializer, result.python_version,
-                                     result.cloudpickle_version, *where))
+            cur.executemany(_INSERT_RESULT, results.values())
+    if flows is not None:
+        cur.executemany(_UPDATE_FLOW_RUN_STATE, flows)
+    return replaced

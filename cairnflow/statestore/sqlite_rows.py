@@ -1,9 +1,12 @@
 """Rows of the SQLite store to and from the store's dataclasses, and its read queries.
 
-Each read is a single indexed query (no query per run or per task run), so
+Each read is one indexed query (no query per run or per task run), after the
+run's key for reads of one run: a run's task runs, history, results and logs
+are each one range of their table (see ``models``), read in order. So
 ``cairnflow runs ls`` over 10,000 runs and ``runs show`` of a run with 10,000
-task runs stay fast. Every function taking a cursor accepts ``None`` for an
-empty read-only store (no database file yet) and answers as an empty store.
+task runs stay fast. One task's history, or one result, is that range filtered
+by slug. Every function taking a cursor accepts ``None`` for an empty
+read-only store (no database file yet) and answers as an empty store.
 """
 
 from __future__ import annotations
@@ -20,29 +23,14 @@ from cairnflow.exceptions import UnknownRunError
 from cairnflow.states import Finished, state_from_name
 from cairnflow.statestore.base import (
     FlowInfo, FlowRunInfo, FlowRunRecord, LogEntry, TaskRunInfo, Transition,
-    is_owner_alive, require_aware,
+    is_owner_alive,
 )
 from cairnflow.statestore.serialize import SerializedResult
-from cairnflow.statestore.sqlite_batch import NOT_MAPPED
+from cairnflow.statestore.sqlite_batch import NOT_MAPPED, run_range, ts
 
 _UTC = pendulum.UTC
 
 # -- values ---------------------------------------------------------------------
-
-
-def ts(when: datetime, what: str = "timestamp") -> str:
-    """An aware datetime as fixed-width ISO-8601 UTC text; naive -> ``ValueError``."""
-    # Known UTC zones skip utcoffset(), which pendulum computes in Python.
-    zone = when.tzinfo
-    if zone is not _UTC and zone is not timezone.utc:
-        offset = when.utcoffset() if zone is not None else None
-        if offset is None:
-            require_aware(when, what)
-        if offset:
-            when = when.astimezone(timezone.utc)
-    return "%04d-%02d-%02dT%02d:%02d:%02d.%06d+00:00" % (
-        when.year, when.month, when.day, when.hour, when.minute, when.second,
-        when.microsecond)
 
 
 def from_ts(text: str | None) -> pendulum.DateTime | None:
@@ -120,7 +108,8 @@ def flow_run_values(run: FlowRunRecord, now: str) -> dict[str, Any]:
 
 @lru_cache(maxsize=2)
 def upsert_flow_run_sql(keep_flow_blob: bool) -> str:
-    """Create a run, or start a new attempt of it, keeping its state and created_at.
+    """Create a run, or start a new attempt of it, keeping its state and created_at;
+    the statement returns the run's ``pk``.
 
     With ``keep_flow_blob``, an attempt that brings no flow blob keeps the one
     saved at the first run.
@@ -131,7 +120,7 @@ def upsert_flow_run_sql(keep_flow_blob: bool) -> str:
     return (f"INSERT INTO flow_run ({', '.join(_RUN_COLUMNS)}) "
             f"VALUES ({', '.join(':' + c for c in _RUN_COLUMNS)}) "
             "ON CONFLICT (id) DO UPDATE SET "
-            + ", ".join(f"{c} = excluded.{c}" for c in updated))
+            + ", ".join(f"{c} = excluded.{c}" for c in updated) + " RETURNING pk")
 
 
 _RUN_INFO_COLUMNS = """r.id, f.name, r.flow_hash, r.state, r.message, r.parameters,
@@ -152,11 +141,13 @@ def _run_info(row: tuple, now: datetime) -> FlowRunInfo:
     )
 
 
-def require_run(cur: sqlite3.Cursor | None, run_id: str) -> None:
-    """Raise ``UnknownRunError`` unless the run exists."""
-    if cur is None or cur.execute(
-            "SELECT 1 FROM flow_run WHERE id = ?", (run_id,)).fetchone() is None:
+def require_run(cur: sqlite3.Cursor | None, run_id: str) -> tuple[int, int]:
+    """The range of row ids of the run's rows; ``UnknownRunError`` unless the run exists."""
+    found = None if cur is None else cur.execute(
+        "SELECT pk FROM flow_run WHERE id = ?", (run_id,)).fetchone()
+    if found is None:
         raise UnknownRunError(f"no run with id {run_id!r}")
+    return run_range(found[0])
 
 
 def flow_run_info(cur: sqlite3.Cursor | None, run_id: str) -> FlowRunInfo:
@@ -240,21 +231,21 @@ def flows(cur: sqlite3.Cursor | None) -> list[FlowInfo]:
 # -- task runs, history, results, logs -------------------------------------------
 
 _TASK_RUN_COLUMNS = """t.task_slug, t.task_name, t.map_index, t.state, t.message,
-    t.attempts, t.started_at, t.ended_at, x.flow_run_id IS NOT NULL"""
+    t.attempts, t.started_at, t.ended_at, x.task_run_id IS NOT NULL"""
 
-_JOIN_RESULT = """LEFT JOIN task_result x ON x.flow_run_id = t.flow_run_id
-    AND x.task_slug = t.task_slug AND x.map_index = t.map_index"""
+_JOIN_RESULT = "LEFT JOIN task_result x ON x.task_run_id = t.id"
 
+# A run's task runs are the ids in its range, in the order first recorded.
 TASK_RUNS_SQL = (f"SELECT {_TASK_RUN_COLUMNS} FROM task_run t {_JOIN_RESULT} "
-                 "WHERE t.flow_run_id = ? ORDER BY t.first_seq")
+                 "WHERE t.id BETWEEN ? AND ? ORDER BY t.id")
 
 RESUME_SQL = (f"SELECT {_TASK_RUN_COLUMNS}, x.serializer, x.python_version, "
               "x.cloudpickle_version, x.data, x.path, x.size, x.sha256 "
-              f"FROM task_run t {_JOIN_RESULT} WHERE t.flow_run_id = ? ORDER BY t.first_seq")
+              f"FROM task_run t {_JOIN_RESULT} WHERE t.id BETWEEN ? AND ? ORDER BY t.id")
 
-RESULT_SQL = ("SELECT serializer, python_version, cloudpickle_version, data, path, size, "
-              "sha256 FROM task_result "
-              "WHERE flow_run_id = ? AND task_slug = ? AND map_index = ?")
+RESULT_SQL = ("SELECT x.serializer, x.python_version, x.cloudpickle_version, x.data, x.path, "
+              "x.size, x.sha256 FROM task_run t JOIN task_result x ON x.task_run_id = t.id "
+              "WHERE t.id BETWEEN ? AND ? AND t.task_slug = ? AND t.map_index = ?")
 
 
 def task_run_info(row: tuple) -> TaskRunInfo:
@@ -270,30 +261,26 @@ def task_run_info(row: tuple) -> TaskRunInfo:
 def history(cur: sqlite3.Cursor | None, run_id: str,
             task_slug: str | None) -> list[Transition]:
     """The run's transitions (or one task's), oldest first, without results."""
-    require_run(cur, run_id)
-    sql = ("SELECT s.attempt, s.task_slug, t.task_name, s.map_index, s.state, s.message, "
-           "s.timestamp FROM state_transition s LEFT JOIN task_run t "
-           "ON t.flow_run_id = s.flow_run_id AND t.task_slug = s.task_slug "
-           "AND t.map_index = s.map_index WHERE s.flow_run_id = ?")
-    params: list[Any] = [run_id]
+    params: list[Any] = list(require_run(cur, run_id))
+    sql = ("SELECT s.attempt, t.task_slug, t.task_name, t.map_index, s.state, s.message, "
+           "s.timestamp FROM state_transition s LEFT JOIN task_run t ON t.id = s.task_run_id "
+           "WHERE s.id BETWEEN ? AND ?")
     if task_slug is not None:
-        sql += " AND s.task_slug = ?"
+        sql += " AND t.task_slug = ?"
         params.append(task_slug)
     return [
-        Transition(flow_run_id=run_id, attempt=attempt, task_slug=slug, task_name=name,
-                   map_index=_map_index(map_index), state=state, message=message,
-                   timestamp=from_ts(stamp))
+        Transition(run_id, attempt, slug, name, _map_index(map_index), state, message,
+                   from_ts(stamp))
         for attempt, slug, name, map_index, state, message, stamp
-        in cur.execute(sql + " ORDER BY s.seq", params)  # type: ignore[union-attr]
+        in cur.execute(sql + " ORDER BY s.id", params)  # type: ignore[union-attr]
     ]
 
 
 def logs(cur: sqlite3.Cursor | None, run_id: str, task_slug: str | None) -> list[LogEntry]:
     """The run's log records (or one task's), oldest first."""
-    require_run(cur, run_id)
+    params: list[Any] = list(require_run(cur, run_id))
     sql = ("SELECT task_slug, map_index, timestamp, level, logger, message "
-           "FROM log_record WHERE flow_run_id = ?")
-    params: list[Any] = [run_id]
+           "FROM log_record WHERE id BETWEEN ? AND ?")
     if task_slug is not None:
         sql += " AND task_slug = ?"
         params.append(task_slug)
@@ -301,5 +288,5 @@ def logs(cur: sqlite3.Cursor | None, run_id: str, task_slug: str | None) -> list
         LogEntry(flow_run_id=run_id, task_slug=slug, map_index=_map_index(map_index),
                  timestamp=from_ts(stamp), level=level, logger=logger, message=message)
         for slug, map_index, stamp, level, logger, message
-        in cur.execute(sql + " ORDER BY seq", params)  # type: ignore[union-attr]
+        in cur.execute(sql + " ORDER BY id", params)  # type: ignore[union-attr]
     ]
