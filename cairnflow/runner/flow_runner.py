@@ -132,9 +132,6 @@ class FlowRunner:
         finally:
             leave_context(token)
         run.recorder.transition(None, flow.name, None, final, durable=True)
-        for state in self.states.values():  # Prefect 1: a Mapped state's result is its children's
-            if isinstance(state, Mapped) and state.result is None:
-                state.result = [child.result for child in state.map_states]
         final.result = dict(self.states)
         final.context["flow_run_id"] = run.record.id
         return final
@@ -150,7 +147,7 @@ class FlowRunner:
                     continue
                 children = [self.task_runner.run(task, self._slug(task), i, ups, inputs)
                             for i, (ups, inputs) in enumerate(plan)]
-                self.states[task] = Mapped(self._mapped_message(plan), map_states=children)
+                self.states[task] = _mapped(children)
             else:
                 self.states[task] = self._run_single(task)
 
@@ -181,7 +178,7 @@ class FlowRunner:
                     done(task, plan)
                     continue
                 if not plan:
-                    done(task, Mapped(self._mapped_message(plan), map_states=[]))
+                    done(task, _mapped([]))
                     continue
                 children[task] = [None] * len(plan)
                 for i, (ups, inputs) in enumerate(plan):
@@ -197,7 +194,7 @@ class FlowRunner:
                 siblings = children[task]
                 siblings[index] = state
                 if all(s is not None for s in siblings):
-                    done(task, Mapped(f"Mapped {len(siblings)} task runs.", map_states=siblings))
+                    done(task, _mapped(siblings))
             if not ready:
                 self.run.recorder.flush()  # nothing new starts: commit what just finished
 
@@ -208,7 +205,7 @@ class FlowRunner:
             state = self.states[edge.upstream_task]
             upstream.append(state)
             if edge.key is not None:
-                value = _result_of(state)
+                value = state.result
                 inputs[edge.key] = _flatten(value) if edge.flattened else value
         return self.task_runner.run(task, self._slug(task), None, upstream, inputs)
 
@@ -245,7 +242,7 @@ class FlowRunner:
             if not edge.mapped:
                 shared_states.append(s)
                 if edge.key is not None:
-                    value = _result_of(s)
+                    value = s.result
                     shared[edge.key] = _flatten(value) if edge.flattened else value
         plan: ChildPlan = []
         for i in range(count):
@@ -258,7 +255,7 @@ class FlowRunner:
             plan.append((states, inputs))
         prior = self.run.prior_states.get((slug, None))
         if prior is None or prior.state != "Mapped":
-            self.task_runner.enter(task, slug, None, Mapped(self._mapped_message(plan)))
+            self.task_runner.enter(task, slug, None, Mapped(_mapped_message(len(plan))))
         return plan
 
     def _check_map_ready(self, task: Task, slug: str, upstream: list[tuple[Any, State]],
@@ -274,10 +271,6 @@ class FlowRunner:
             verdict = self.task_runner.check_trigger(task, ctx, flat_states(s for _, s in upstream))
             return verdict or Failed(UNMAPPABLE)
         return None
-
-    @staticmethod
-    def _mapped_message(plan: ChildPlan) -> str:
-        return f"Mapped {len(plan)} task runs."
 
     # -- the end --------------------------------------------------------------------
 
@@ -321,10 +314,14 @@ class FlowRunner:
         return self.flow.slugs[task]
 
 
-def _result_of(state: State) -> Any:
-    if isinstance(state, Mapped):
-        return [child.result for child in state.map_states]
-    return state.result
+def _mapped_message(count: int) -> str:
+    return f"Mapped {count} task runs."
+
+
+def _mapped(children: list[State]) -> Mapped:
+    """A mapped task's final state: its children's, and (as in Prefect 1) their results."""
+    return Mapped(_mapped_message(len(children)), result=[c.result for c in children],
+                  map_states=children)
 
 
 def _flatten(value: Any) -> list[Any]:
