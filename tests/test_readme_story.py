@@ -46,6 +46,8 @@ def story_steps(readme: str) -> list[tuple[str, list[str]]]:
 def normalise(lines: list[str], directory: str) -> list[str]:
     out = []
     for line in lines:
+        if line.strip() and set(line.strip()) <= set("^~"):
+            continue  # traceback markers: Python 3.11+ prints them, 3.10 does not
         line = re.sub(r"/\S*/(nightly\.py)", r"<dir>/\1", line.replace(directory, "<dir>"))
         for pattern, replacement in NORMALISE:
             line = pattern.sub(replacement, line)

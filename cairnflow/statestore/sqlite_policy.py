@@ -92,7 +92,7 @@ WAL_LIMIT_BYTES = 64 << 20
 """After a checkpoint, a WAL that grew past this (a reader kept it from being
 reset) is truncated back to it; the WAL is removed when the last connection closes."""
 
-_BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+_BUSY_CODES = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (named in the sqlite3 module from 3.11 only)
 
 
 def synchronous_mode() -> str:
