@@ -58,8 +58,8 @@ INSERT INTO log_record (id, task_slug, map_index, timestamp, level, logger, mess
 SELECT COALESCE((SELECT MAX(l.id) FROM log_record l
                  WHERE l.id BETWEEN r.pk << {RUN_SHIFT}
                                 AND (r.pk << {RUN_SHIFT}) + {(1 << RUN_SHIFT) - 1}),
-                r.pk << {RUN_SHIFT}) + 1, ?2, ?3, ?4, ?5, ?6, ?7
-FROM flow_run r WHERE r.id = ?1"""
+                r.pk << {RUN_SHIFT}) + 1, :slug, :map_index, :timestamp, :level, :logger, :message
+FROM flow_run r WHERE r.id = :run_id"""
 
 # Everything a run owns, by the range of its row ids (see models), then the run.
 _DELETE_RUN_ROWS = (
@@ -334,9 +334,10 @@ class SQLiteStore(StateStore):
     def record_logs(self, entries: Sequence[LogEntry]) -> None:
         if not entries:
             return
-        values = [(e.flow_run_id, e.task_slug,
-                   NOT_MAPPED if e.map_index is None else e.map_index,
-                   ts(e.timestamp), e.level, e.logger, e.message) for e in entries]
+        values = [{"run_id": e.flow_run_id, "slug": e.task_slug,
+                   "map_index": NOT_MAPPED if e.map_index is None else e.map_index,
+                   "timestamp": ts(e.timestamp), "level": e.level, "logger": e.logger,
+                   "message": e.message} for e in entries]
 
         def write(cur: sqlite3.Cursor) -> None:
             cur.executemany(_INSERT_LOG, values)
