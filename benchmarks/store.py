@@ -106,7 +106,6 @@ def resume_latency(n: int, directory: str) -> dict:
     """Time from resume_run() to the first re-executed task (the failed last one)."""
     import logging
 
-    from cairnflow.runner.api import resume_run
     from cairnflow.statestore import open_store
 
     logging.getLogger("cairnflow").setLevel(logging.WARNING)
@@ -152,14 +151,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.one:
         kind, directory, *rest = args.one
-        if kind == "raw":
-            result = raw_floor(int(rest[0]), directory)
-        elif kind == "run":
-            result = cairnflow_run(rest[0], int(rest[1]), directory)
-        elif kind == "resume":
-            result = resume_latency(int(rest[0]), directory)
-        else:
-            result = map_memory(int(rest[0]), directory)
+        result = MEASURES[kind](*[int(a) if a.isdigit() else a for a in rest], directory)
         print(json.dumps(result))
         return
 

@@ -14,7 +14,6 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
 
 import pendulum
 

@@ -21,7 +21,7 @@ from cairnflow.exceptions import (
 )
 from cairnflow.statestore import default_url, open_store
 from cairnflow.statestore import sqlite_policy as policy
-from cairnflow.statestore.base import FlowRunRecord, LogEntry, Transition
+from cairnflow.statestore.base import FlowRunRecord, Transition
 from cairnflow.statestore.serialize import SerializedResult, dump, load
 from cairnflow.statestore.sqlite import SQLiteStore, path_from_url
 

@@ -8,7 +8,6 @@ when the flow run succeeded, 1 otherwise.
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any, Optional

@@ -28,7 +28,7 @@ from cairnflow.runner import logs
 from cairnflow.runner.executors import Executor, LocalExecutor
 from cairnflow.runner.flow_runner import FlowRun, FlowRunner
 from cairnflow.runner.loading import is_loading, load_flow_from_file
-from cairnflow.states import Crashed, State, Success
+from cairnflow.states import State, Success
 from cairnflow.statestore import serialize
 from cairnflow.statestore.base import (
     FlowRunRecord, ResumeData, StateStore, Transition, check_claim,
