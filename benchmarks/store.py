@@ -3,6 +3,10 @@
 Prints, measured side by side in one run (each in a fresh subprocess, on a
 fresh database in a temporary directory):
 
+Rows are medians of interleaved rounds (``--repeat``, 3 by default): each
+round measures the floor and every cairnflow row once, so a ratio is not
+skewed by the machine being slower for one row than for the floor.
+
 * the raw floor: stdlib sqlite3, WAL, synchronous=NORMAL, two INSERT+COMMITs
   per task (Running, then Success with its pickled result);
 * cairnflow, durable, per task: a 10,000-task chain and a map of 10,000
@@ -144,9 +148,30 @@ def _in_subprocess(kind: str, *args: str, env: dict | None = None) -> dict:
         return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _interleaved(n: int, repeat: int) -> dict:
+    """Each row's median over ``repeat`` rounds; a round measures every row once, so
+    the floor and cairnflow share the machine's slow and fast moments alike."""
+    kinds = [("raw", "")] + [(shape, durability) for shape in ("chain", "map")
+                             for durability in ("normal", "full")]
+    samples: dict = {kind: [] for kind in kinds}
+    for _ in range(repeat):
+        for shape, durability in kinds:
+            if shape == "raw":
+                samples["raw", ""].append(_in_subprocess("raw", str(n)))
+            else:
+                samples[shape, durability].append(_in_subprocess(
+                    "run", shape, str(n), env={"CAIRNFLOW_DURABILITY": durability}))
+    medians = {kind: sorted(rows_, key=lambda r: r["us_per_task"])[len(rows_) // 2]
+               for kind, rows_ in samples.items()}
+    medians["raw"] = medians.pop(("raw", ""))
+    return medians
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="rounds of measurements; each row reports its median")
     parser.add_argument("--one", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -157,20 +182,22 @@ def main() -> None:
 
     n = 2_000 if args.quick else 10_000
     big_map = 20_000 if args.quick else 100_000
-    raw = _in_subprocess("raw", str(n))
+    rows = _interleaved(n, args.repeat)
+    raw = rows["raw"]
     print(f"Durable cost per task ({n:,} tasks; raw floor = stdlib sqlite3, WAL, "
-          "synchronous=NORMAL, 2 INSERT+COMMIT per task)\n")
+          "synchronous=NORMAL, 2 INSERT+COMMIT per task; median of "
+          f"{args.repeat} interleaved runs each)\n")
     print(f"{'what':<44}{'µs/task':>10}{'x floor':>9}{'transitions/s':>15}")
     print(f"{'raw sqlite3 floor':<44}{raw['us_per_task']:>10.1f}{1:>9.2f}"
           f"{raw['transitions'] / raw['seconds']:>15,.0f}")
-    for shape in ("chain", "map"):
-        for durability in ("normal", "full"):
-            env = {"CAIRNFLOW_DURABILITY": durability}
-            row = _in_subprocess("run", shape, str(n), env=env)
-            label = f"cairnflow {shape}, synchronous={durability.upper()}"
-            print(f"{label:<44}{row['us_per_task']:>10.1f}"
-                  f"{row['us_per_task'] / raw['us_per_task']:>9.2f}"
-                  f"{row['transitions_per_s']:>15,.0f}")
+    for kind, row in rows.items():
+        if kind == "raw":
+            continue
+        shape, durability = kind
+        label = f"cairnflow {shape}, synchronous={durability.upper()}"
+        print(f"{label:<44}{row['us_per_task']:>10.1f}"
+              f"{row['us_per_task'] / raw['us_per_task']:>9.2f}"
+              f"{row['transitions_per_s']:>15,.0f}")
     resumed = _in_subprocess("resume", str(n))
     print(f"\nResume of a {n:,}-task chain that failed at its last task: first task re-executed "
           f"after {resumed['to_first_task_s']:.3f} s (whole resume {resumed['whole_resume_s']:.3f} s)")
