@@ -234,7 +234,7 @@ class FlowRunner:
                 if values is None:
                     return self.task_runner.enter(task, slug, None, Failed(UNMAPPABLE))
                 columns.append((edge, values, child_states))
-        lengths = [len(v) for e, v, c in columns if e.key is not None or c is not None]
+        lengths = [len(values) for _, values, _ in columns]
         count = min(lengths) if lengths else 0
         shared = dict(self.flow.constants.get(task, ()))
         shared_states = []
