@@ -375,7 +375,8 @@ class Flow:
     def run(self, parameters: dict[str, Any] | None = None, executor: Executor | None = None,
             store: StateStore | str | None = None, run_on_schedule: bool | None = None,
             on_transition: Callable[[Transition], None] | None = None,
-            context: dict[str, Any] | None = None, **kwargs: Any) -> State | None:
+            context: dict[str, Any] | None = None, task_states: dict[Task, State] | None = None,
+            **kwargs: Any) -> State | None:
         """Run the flow durably and return its final state.
 
         Keyword arguments that name a parameter are parameter values. Every
@@ -389,13 +390,25 @@ class Flow:
             store: where to record the run.
             run_on_schedule: set False to run once now despite a schedule.
             on_transition: called with each transition after it is recorded.
-            context: extra values for ``cairnflow.context`` inside tasks.
+            context: extra values for ``cairnflow.context`` inside tasks; a ``date``
+                moves ``today``, ``yesterday``, ``tomorrow`` and their ``_nodash`` forms.
+            task_states: states of some tasks, by task; a finished one is taken as
+                the task's state and the task does not run.
+
+        Raises:
+            ValueError: on a schedule with no more runs, or given ``return_tasks``
+                (Prefect 1's rules; ``FlowRunner`` takes ``return_tasks``).
         """
         from cairnflow.runner.api import run_flow
 
+        if "return_tasks" in kwargs:
+            raise ValueError(
+                "The `return_tasks` keyword cannot be provided to `flow.run()`; all task "
+                "states are always returned. If you want to receive a subset of task "
+                "states, use a FlowRunner directly.")
         return run_flow(self, parameters=parameters, executor=executor, store=store,
                         run_on_schedule=run_on_schedule, on_transition=on_transition,
-                        context=context, **kwargs)
+                        context=context, task_states=task_states, **kwargs)
 
     def resume(self, run_id: str | None = None, executor: Executor | None = None,
                store: StateStore | str | None = None,
