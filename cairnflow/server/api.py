@@ -14,9 +14,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from cairnflow.server import reads
+from cairnflow.statestore import queries as q
 
-__all__ = ["routes", "ApiError", "JsonResponse", "query_int", "query_state", "stores"]
+__all__ = ["routes", "ApiError", "JsonResponse", "query_int", "query_state", "query_level", "stores", "LEVELS"]
 
 
 class ApiError(Exception):
@@ -71,11 +71,25 @@ def query_state(request: Request, name: str = "state") -> str | None:
     text = request.query_params.get(name)
     if not text:
         return None
-    for state in reads.STATE_NAMES:
-        if state.lower() == text.lower():
-            return state
-    raise ApiError(422, f"query parameter {name!r}: {text!r} is not a state; use one of "
-                        + ", ".join(reads.STATE_NAMES))
+    try:
+        return q.parse_state(text)
+    except ValueError as exc:
+        raise ApiError(422, f"query parameter {name!r}: {exc}") from None
+
+
+LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
+
+
+def query_level(request: Request, name: str = "level") -> int | None:
+    """A logging level name (any case) -> its number; 422 naming the parameter if unknown."""
+    text = request.query_params.get(name)
+    if not text:
+        return None
+    try:
+        return LEVELS[text.upper()]
+    except KeyError:
+        raise ApiError(422, f"query parameter {name!r}: {text!r} is not one of "
+                            + ", ".join(LEVELS)) from None
 
 
 # -- routes -------------------------------------------------------------------------
@@ -89,35 +103,38 @@ def health(request: Request) -> Response:
 def list_runs(request: Request) -> Response:
     """Runs newest first, as ``runs ls --json``; ``flow``, ``state``, ``limit`` filters."""
     limit = query_int(request, "limit", default=100)
-    runs = reads.list_runs(stores(request).reader(), flow=request.query_params.get("flow"),
-                           state=query_state(request), limit=limit or None)
-    return JsonResponse([reads.run_json(r) for r in runs])
+    runs = q.list_runs(stores(request).reader(), flow_name=request.query_params.get("flow"),
+                       state=query_state(request), limit=limit or None)
+    return JsonResponse([q.run_json(r) for r in runs])
 
 
 def get_run(request: Request) -> Response:
     """One run with its task runs, as ``runs show --json``."""
-    info, tasks = reads.run_detail(stores(request).reader(), request.path_params["run_id"])
-    return JsonResponse(reads.run_detail_json(info, tasks))
+    detail = q.run_detail(stores(request).reader(), request.path_params["run_id"])
+    return JsonResponse(q.run_detail_json(detail.run, detail.tasks))
 
 
 def run_history(request: Request) -> Response:
     """Every transition of a run, as ``runs history --json``; ``task`` filters by slug."""
     store = stores(request).reader()
-    run_id = store.resolve_run_id(request.path_params["run_id"])
-    return JsonResponse(reads.history_json(store, run_id, request.query_params.get("task")))
+    run_id = q.resolve_run_id(store, request.path_params["run_id"])
+    transitions = q.history(store, run_id, request.query_params.get("task") or None)
+    return JsonResponse([q.transition_json(t) for t in transitions])
 
 
 def run_logs(request: Request) -> Response:
     """A run's log records, as ``runs logs --json``; ``task`` filters by slug."""
     store = stores(request).reader()
-    run_id = store.resolve_run_id(request.path_params["run_id"])
-    return JsonResponse(reads.logs_json(store, run_id, request.query_params.get("task")))
+    run_id = q.resolve_run_id(store, request.path_params["run_id"])
+    entries = q.logs(store, run_id, request.query_params.get("task") or None,
+                     query_level(request))
+    return JsonResponse([q.log_json(e) for e in entries])
 
 
 def delete_run(request: Request) -> Response:
     """Delete a run with everything it owns."""
     writer = stores(request).writer()
-    run_id = writer.resolve_run_id(request.path_params["run_id"])
+    run_id = q.resolve_run_id(writer, request.path_params["run_id"])
     writer.delete_runs([run_id])
     return JsonResponse({"id": run_id, "deleted": True})
 

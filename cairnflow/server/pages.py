@@ -16,12 +16,17 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from cairnflow.server import reads, views
-from cairnflow.server.api import ApiError, query_int, query_state, stores
+from cairnflow import states
+from cairnflow.exceptions import ResultNotFoundError
+from cairnflow.server import views
+from cairnflow.server.api import ApiError, query_int, query_level, query_state, stores
+from cairnflow.statestore import queries as q
 
 __all__ = ["routes", "error_page", "templates"]
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
+
+STATE_NAMES = sorted(states.NAMES)
 
 RUNS_PAGE = 50
 """Runs per page of ``/runs``."""
@@ -71,15 +76,9 @@ def _duration(start: datetime | None, end: datetime | None) -> str:
     return human_duration(start, end)
 
 
-def _label(slug: str | None, map_index: int | None) -> str:
-    if slug is None:
-        return "(flow)"
-    return slug if map_index is None else f"{slug}[{map_index}]"
-
-
 templates.filters.update(utc=_utc, clock=_clock, ago=_ago, kind=views.state_kind)
-templates.globals.update(duration=_duration, label=_label, finished=views.is_finished,
-                         level_name=lambda n: __import__("logging").getLevelName(n))
+templates.globals.update(duration=_duration, label=q.task_label, finished=views.is_finished,
+                         level_name=q.level_name)
 
 
 def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -100,7 +99,7 @@ def dashboard(request: Request) -> Response:
     """Counts by state over 24 h, running runs, recent failures, upcoming runs, agents."""
     store = stores(request).reader()
     since = datetime.now(timezone.utc) - timedelta(hours=24)
-    recent = [r for r in reads.list_runs(store, limit=5000) if r.created_at >= since]
+    recent = [r for r in q.list_runs(store, limit=5000) if r.created_at >= since]
     counts: dict[str, int] = {}
     for r in recent:
         counts[r.state] = counts.get(r.state, 0) + 1
@@ -116,24 +115,25 @@ def runs_page(request: Request) -> Response:
     flow = request.query_params.get("flow") or None
     state = query_state(request)
     hours = query_int(request, "hours")
-    runs = reads.list_runs(store, flow=flow, state=state, limit=None if hours else RUNS_PAGE)
+    runs = q.list_runs(store, flow_name=flow, state=state, limit=None if hours else RUNS_PAGE)
     if hours:
         since = datetime.now(timezone.utc) - timedelta(hours=hours)
         runs = [r for r in runs if r.created_at >= since][:RUNS_PAGE]
-    flows = [f.name for f in store.list_flows()]
+    flows = [f.name for f in q.list_flows(store)]
     return render(request, "runs.html", runs=runs, flows=flows, flow=flow, state=state,
-                  hours=hours, states=reads.STATE_NAMES)
+                  hours=hours, states=STATE_NAMES)
 
 
 def flows_page(request: Request) -> Response:
     """Every flow of the store."""
-    return render(request, "flows.html", flows=stores(request).reader().list_flows())
+    return render(request, "flows.html", flows=q.list_flows(stores(request).reader()))
 
 
 def run_page(request: Request) -> Response:
     """A run: state, actions, task runs, timeline, schematic, logs and history."""
     store = stores(request).reader()
-    info, tasks = reads.run_detail(store, request.path_params["run_id"])
+    detail = q.run_detail(store, request.path_params["run_id"])
+    info, tasks = detail.run, detail.tasks
     history = store.get_history(info.id)
     now = datetime.now(timezone.utc)
     log_filter = _log_filter(request)
@@ -149,25 +149,18 @@ def run_page(request: Request) -> Response:
 
 
 def _resumable(info: Any) -> bool:
-    return info.stored_state != "Success" and views.is_finished(info.state)
+    return q.resume_verdict(info).ok
 
 
 def _log_filter(request: Request) -> dict[str, Any]:
-    q = request.query_params
-    level = q.get("level") or ""
-    if level and level.upper() not in _LEVELS:
-        raise ApiError(422, f"query parameter 'level': {level!r} is not one of "
-                            + ", ".join(_LEVELS))
-    return {"task": q.get("task") or "", "level": level.upper(), "q": q.get("q") or ""}
-
-
-_LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
+    level = query_level(request)
+    return {"task": request.query_params.get("task") or "", "level": level,
+            "level_name": q.level_name(level) if level else "",
+            "q": request.query_params.get("q") or ""}
 
 
 def _filtered_logs(store: Any, run_id: str, f: dict[str, Any]) -> list[Any]:
-    entries = store.get_logs(run_id, f["task"] or None)
-    if f["level"]:
-        entries = [e for e in entries if e.level >= _LEVELS[f["level"]]]
+    entries = q.logs(store, run_id, f["task"] or None, f["level"])
     if f["q"]:
         needle = f["q"].lower()
         entries = [e for e in entries if needle in e.message.lower()]
@@ -177,9 +170,9 @@ def _filtered_logs(store: Any, run_id: str, f: dict[str, Any]) -> list[Any]:
 def run_logs_text(request: Request) -> Response:
     """The run's logs (filtered as on the page) as a text file to download."""
     store = stores(request).reader()
-    run_id = store.resolve_run_id(request.path_params["run_id"])
-    lines = [f"{_utc(e.timestamp)}  {__import__('logging').getLevelName(e.level):<8} "
-             f"{_label(e.task_slug, e.map_index)}  {e.message}"
+    run_id = q.resolve_run_id(store, request.path_params["run_id"])
+    lines = [f"{_utc(e.timestamp)}  {q.level_name(e.level):<8} "
+             f"{q.task_label(e.task_slug, e.map_index)}  {e.message}"
              for e in _filtered_logs(store, run_id, _log_filter(request))]
     return PlainTextResponse("\n".join(lines) + ("\n" if lines else ""), headers={
         "content-disposition": f'attachment; filename="{run_id}.log"'})
@@ -187,30 +180,25 @@ def run_logs_text(request: Request) -> Response:
 
 def run_result(request: Request) -> Response:
     """A task's result, unpickled only because a user asked, and only when small."""
-    from cairnflow.statestore import serialize
-
     store = stores(request).reader()
-    run_id = store.resolve_run_id(request.path_params["run_id"])
+    run_id = q.resolve_run_id(store, request.path_params["run_id"])
     slug = request.query_params.get("task")
     if not slug:
         raise ApiError(422, "query parameter 'task' (a task slug) is required")
     map_index = query_int(request, "map_index")
-    blob = store.load_result(run_id, slug, map_index)
-    label = _label(slug, map_index)
-    if len(blob.data) > RESULT_BYTES:
-        text = None
-        note = (f"The result is {len(blob.data):,} bytes pickled, more than the "
-                f"{RESULT_BYTES:,} the server unpickles; read it with "
-                f"`cairnflow runs result {run_id} {slug}`.")
-    else:
-        try:
-            text = repr(serialize.load(blob, f"the result of task {label!r}"))
-            note = None
-        except Exception as exc:  # a user's object may fail to load in any way
-            text, note = None, f"The result could not be loaded here: {exc}"
-        if text is not None and len(text) > RESULT_REPR_CHARS:
-            text = text[:RESULT_REPR_CHARS] + " …"
-            note = f"Cut to its first {RESULT_REPR_CHARS:,} characters."
+    label = q.task_label(slug, map_index)
+    text = note = None
+    try:
+        text = repr(q.result_value(store, run_id, slug, map_index, max_bytes=RESULT_BYTES))
+    except ResultNotFoundError:
+        raise
+    except ValueError as exc:  # too large to unpickle here
+        note = f"{exc}; read it with `cairnflow runs result {run_id} {slug}`."
+    except Exception as exc:  # a user's object may fail to load in any way
+        note = f"The result could not be loaded here: {exc}"
+    if text is not None and len(text) > RESULT_REPR_CHARS:
+        text = text[:RESULT_REPR_CHARS] + " …"
+        note = f"Cut to its first {RESULT_REPR_CHARS:,} characters."
     return render(request, "result.html", run_id=run_id, label=label, text=text, note=note)
 
 

@@ -10,10 +10,11 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
+from cairnflow import states
 from cairnflow.states import (
-    Cancelled, Failed, Finished, Looped, Paused, Pending, Running, Skipped, Success,
-    state_from_name,
+    Cancelled, Failed, Looped, Paused, Pending, Running, Skipped, Success, state_from_name,
 )
+from cairnflow.statestore import queries as q
 from cairnflow.statestore.base import TaskRunInfo, Transition
 
 __all__ = [
@@ -52,13 +53,9 @@ def state_kind(state: str | None) -> str:
     return next((kind for base, kind in _KINDS if issubclass(cls, base)), "unknown")
 
 
-@lru_cache(maxsize=None)
 def is_finished(state: str | None) -> bool:
     """Whether a state name is final (the page stops updating)."""
-    try:
-        return issubclass(state_from_name(state or ""), Finished)
-    except KeyError:
-        return False
+    return states.is_finished(state or "")
 
 
 def worst(states: Iterable[str]) -> str | None:
@@ -91,26 +88,23 @@ class TaskGroup:
 
 def task_groups(tasks: Sequence[TaskRunInfo], all_children: bool = False) -> list[TaskGroup]:
     """Task runs grouped as (task run, its mapped children), in recorded order."""
-    groups: dict[str, TaskGroup] = {}
-    for t in tasks:
-        group = groups.get(t.task_slug)
-        if group is None:
-            group = groups[t.task_slug] = TaskGroup(t.task_slug, None)
-        if t.map_index is None:
-            group.parent = t
-        else:
-            group.children.append(t)
-    for group in groups.values():
+    groups = [TaskGroup(children[0].task_slug if parent is None else parent.task_slug,
+                        parent, children) for parent, children in q.group_mapped(tasks)]
+    for group in groups:
         children = group.children
-        for c in children:
-            group.counts[c.state] = group.counts.get(c.state, 0) + 1
+        if not children:
+            continue
+        summary = q.summarise_children(children)
+        group.counts = dict(summary.by_state)
         if all_children or len(children) <= CHILD_ROWS:
             group.shown = children
-        else:
-            not_ok = [c for c in children if state_kind(c.state) not in ("success", "skipped")]
-            group.shown = (not_ok + [c for c in children if c not in not_ok])[:CHILD_ROWS] \
-                if len(not_ok) < CHILD_ROWS else not_ok[:CHILD_ROWS]
-    return list(groups.values())
+        else:  # the unsuccessful first, as `runs show` does
+            shown = summary.unsuccessful[:CHILD_ROWS]
+            if len(shown) < CHILD_ROWS:
+                seen = {id(c) for c in shown}
+                shown += [c for c in children if id(c) not in seen][:CHILD_ROWS - len(shown)]
+            group.shown = shown
+    return groups
 
 
 # -- the timeline --------------------------------------------------------------------
