@@ -207,3 +207,9 @@ _BY_NAME: dict[str, type[State]] = {
 def state_from_name(name: str) -> type[State]:
     """The state class called ``name`` (as stored); raises ``KeyError`` if unknown."""
     return _BY_NAME[name]
+
+
+INTERRUPTIBLE: frozenset[str] = frozenset({"Running", "Retrying", "Looped"})
+"""Task run states of an attempt still at work on it: when the attempt ends
+otherwise (Ctrl-C, an error, its process died), such a task run is closed with
+its own final transition (Cancelled, Failed or Crashed) in that attempt."""
