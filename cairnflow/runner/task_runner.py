@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from types import TracebackType
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pendulum
@@ -28,6 +28,7 @@ from cairnflow.states import (
 from cairnflow.statestore import serialize
 
 if TYPE_CHECKING:
+    from cairnflow.core.edge import Edge
     from cairnflow.core.task import Task
     from cairnflow.statestore.base import TaskRunInfo
     from cairnflow.runner.flow_runner import FlowRun
@@ -66,8 +67,14 @@ class TaskRunner:
     # -- the steps ----------------------------------------------------------------
 
     def run(self, task: Task, slug: str, map_index: int | None,
-            upstream_states: Iterable[State], inputs: dict[str, Any]) -> State:
-        """Run one task run to a final state (or Paused) and return it."""
+            upstream_states: Sequence[State], inputs: dict[str, Any],
+            edges: Sequence[Edge] = ()) -> State:
+        """Run one task run to a final state (or Paused) and return it.
+
+        ``edges`` are the edges ``upstream_states`` came through, in the same
+        order; a trigger that is not a built-in one sees them as Prefect 1's
+        ``Dict[Edge, State]``.
+        """
         reused = self._reuse_prior(task, slug, map_index)
         if reused is not None:
             return reused
@@ -76,7 +83,7 @@ class TaskRunner:
             return Pending("Upstream tasks are not finished.")  # behind a Paused task
         ctx = self.flow_run.task_context(task, slug, map_index)
         state = (self._check_upstream_skipped(task, upstream)
-                 or self.check_trigger(task, ctx, upstream)
+                 or self.check_trigger(task, ctx, upstream, edges, upstream_states)
                  or self._check_cache(task, slug, inputs))
         if state is None:
             return self._run_with_retries(task, slug, map_index, inputs, ctx)
@@ -99,11 +106,18 @@ class TaskRunner:
             return Skipped(UPSTREAM_SKIPPED)
         return None
 
-    def check_trigger(self, task: Task, ctx: dict[str, Any],
-                       upstream: set[State]) -> State | None:
+    def check_trigger(self, task: Task, ctx: dict[str, Any], upstream: set[State],
+                      edges: Sequence[Edge] = (),
+                      upstream_states: Sequence[State] = ()) -> State | None:
+        """Call the trigger: built-in triggers take the flat set of upstream states
+        (the fast path); any other gets ``{edge: state}`` as in Prefect 1."""
+        trigger = task.trigger
         token = enter_context(ctx)
         try:
-            passed = task.trigger(upstream)
+            if getattr(trigger, "takes_flat_states", False):
+                passed = trigger(upstream)
+            else:
+                passed = trigger(dict(zip(edges, upstream_states)))
         except signals.PrefectStateSignal as sig:
             return sig.state
         except Exception as exc:
@@ -133,8 +147,9 @@ class TaskRunner:
                                   durable=True)
             if not isinstance(running, Running):
                 return running
-            ctx.update(task_run_count=run_count, task_loop_count=loop_count,
-                       task_loop_result=loop_result)
+            ctx.update(task_run_count=run_count, task_loop_count=loop_count)
+            if loop_count > 1:  # absent on the first iteration, as in Prefect 1
+                ctx["task_loop_result"] = loop_result
             try:
                 state = self._call(task, inputs, ctx)
             except signals.ENDRUN as end:  # exactly this state: no retry, no loop
