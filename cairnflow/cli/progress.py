@@ -24,14 +24,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any, TextIO
 
 from cairnflow.cli import output
 from cairnflow.context import current
 from cairnflow.runner import logs
 from cairnflow.runner.logs import TASK_FAILED
-from cairnflow.states import Failed, Finished, state_from_name
+from cairnflow.states import is_failed, is_finished
 from cairnflow.statestore.base import TaskKey, Transition
 
 if TYPE_CHECKING:
@@ -44,25 +43,6 @@ __all__ = [
 
 REUSED = "reused"
 """How task runs that a resume takes from earlier attempts are counted."""
-
-
-
-@lru_cache(maxsize=None)
-def _kind(state: str) -> type | None:
-    try:
-        return state_from_name(state)
-    except KeyError:
-        return None
-
-
-def is_finished(state: str) -> bool:
-    kind = _kind(state)
-    return kind is not None and issubclass(kind, Finished)
-
-
-def is_failed(state: str) -> bool:
-    kind = _kind(state)
-    return state == "Crashed" or (kind is not None and issubclass(kind, Failed))
 
 
 def retry_policies(flow: Flow) -> dict[str, tuple[int, float | None]]:

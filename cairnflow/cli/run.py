@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from cairnflow.core.flow import Flow
     from cairnflow.runner.executors import Executor
     from cairnflow.states import State
-    from cairnflow.statestore.base import FlowRunInfo, StateStore, TaskKey, TaskRunInfo
+    from cairnflow.statestore.base import FlowRunInfo, StateStore
 
 # The engine's modules are imported when a flow runs, not when `cairnflow runs ls` starts.
 
@@ -121,18 +121,19 @@ def resume_command(run_id: RunRef, executor: ExecutorOption = None, verbose: Ver
 
     level = log_level_number(verbose, log_level)
     chosen = make_executor(executor)
+    from cairnflow.statestore import queries
+
     with reading(db) as store:
-        info = store.get_flow_run(store.resolve_run_id(run_id))
-        if info.state == "Running":
-            raise RunStillAliveError(
-                f"run {info.id} is still running (pid {info.pid} on {info.host}): wait "
-                "for it to end, or stop that process, before resuming it")
-        if info.stored_state == "Success":
-            output.echo(f"Run {info.id} already succeeded; there is nothing to resume.")
+        info = queries.get_run(store, run_id)
+        verdict = queries.resume_verdict(info)
+        if verdict.already_succeeded:
+            output.echo(verdict.reason or "")
             output.echo(f"Details: {command_line('runs', 'show', info.id, db=db)}")
             raise typer.Exit(OK)
+        if not verdict.ok:
+            raise RunStillAliveError(verdict.reason)
         task_runs = store.get_task_runs(info.id)
-        reused = reused_task_runs(task_runs)
+        reused = queries.reused_task_runs(task_runs)
         flow = _recorded_flow(store, info)
     view = make_view(flow.name)
     tracker = new_tracker(flow, view, reused=reused, announce=False,
@@ -246,14 +247,6 @@ def _load(path: str, variable: str | None) -> Flow:
         return load_flow_from_file(path, variable)
 
 
-def reused_task_runs(tasks: list[TaskRunInfo]) -> dict[TaskKey, str]:
-    """Task runs a resume takes as they are (the engine's rule), by key."""
-    from cairnflow.runner.task_runner import is_reusable
-
-    return {(t.task_slug, t.map_index): t.state for t in tasks
-            if t.state == "Mapped" or is_reusable(t)}
-
-
 def _recorded_flow(store: StateStore, info: FlowRunInfo) -> Flow:
     """The run's flow: its source file afresh, else the copy saved at its first run."""
     from cairnflow.runner.api import load_recorded_flow
@@ -278,9 +271,17 @@ def _run_on_schedule(flow: Flow, parameters: dict[str, Any], executor: Executor 
                    lambda tracker, end: _between_runs(flow, view, end))
     view.say(f"Running flow {flow.name!r} on its schedule; the first run is at "
              f"{output.local_time(upcoming[0])} (Ctrl-C stops).")
-    state = _follow(view, runs, db, lambda: flow.run(
-        parameters=parameters, executor=executor, store=db, on_transition=runs,
-        run_on_schedule=True), level)
+
+    def start() -> State | None:
+        try:
+            return flow.run(parameters=parameters, executor=executor, store=db,
+                            on_transition=runs, run_on_schedule=True)
+        except ValueError:  # Prefect 1's "no more scheduled runs", if the time passed
+            if runs.tracker is None:
+                raise UsageError(f"the schedule of flow {flow.name!r} has no more runs")
+            raise
+
+    state = _follow(view, runs, db, start, level)
     if runs.tracker is None:
         fail(f"the schedule of flow {flow.name!r} had no more runs")
     return report(state, runs.tracker, db)
