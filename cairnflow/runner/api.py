@@ -44,7 +44,8 @@ Listener = Callable[[Transition], None]
 def run_flow(flow: Flow, parameters: dict[str, Any] | None = None,
              executor: Executor | None = None, store: StateStore | str | None = None,
              run_on_schedule: bool | None = None, on_transition: Listener | None = None,
-             context: dict[str, Any] | None = None, **kwargs: Any) -> State | None:
+             context: dict[str, Any] | None = None, task_states: dict | None = None,
+             **kwargs: Any) -> State | None:
     """Run ``flow`` durably (see ``Flow.run``)."""
     if is_loading() or _in_spawned_bootstrap():
         warnings.warn("flow.run() was called while the flow file was being loaded; "
@@ -53,30 +54,36 @@ def run_flow(flow: Flow, parameters: dict[str, Any] | None = None,
     values = _collect_parameters(flow, parameters, kwargs)
     with _open_store(store) as opened:
         if flow.schedule is not None and run_on_schedule is not False:
-            return _run_on_schedule(flow, values, executor, opened, on_transition, context)
-        return _start(flow, values, executor, opened, on_transition, context)
+            return _run_on_schedule(flow, values, executor, opened, on_transition, context,
+                                    task_states)
+        return _start(flow, values, executor, opened, on_transition, context,
+                      task_states=task_states)
 
 
 def _start(flow: Flow, parameters: dict[str, Any], executor: Executor | None,
            store: StateStore, on_transition: Listener | None, context: dict[str, Any] | None,
-           scheduled_start_time: Any = None) -> State:
+           scheduled_start_time: Any = None, task_states: dict | None = None) -> State:
     parameters = _with_defaults(flow, parameters)
     record = _new_record(flow, parameters)
     run = FlowRun(flow, store, executor or flow.executor or LocalExecutor(), record,
                   parameters, None, on_transition, context, scheduled_start_time)
+    run.given_states = dict(task_states or {})
     return FlowRunner(run).execute()
 
 
 def _run_on_schedule(flow: Flow, parameters: dict[str, Any], executor: Executor | None,
                      store: StateStore, on_transition: Listener | None,
-                     context: dict[str, Any] | None) -> State | None:
+                     context: dict[str, Any] | None,
+                     task_states: dict | None = None) -> State | None:
     """Sleep until each scheduled time and run; return the last state when the
-    schedule has no more times."""
+    schedule has no more times (none at all is Prefect 1's ``ValueError``)."""
     state = None
     after = None
     while True:
         events = flow.schedule.next(1, after=after, return_events=True)
         if not events:
+            if state is None:
+                raise ValueError("Flow has no more scheduled runs.")
             return state
         event = events[0]
         delay = (event.start_time - pendulum.now("UTC")).total_seconds()
@@ -86,7 +93,7 @@ def _run_on_schedule(flow: Flow, parameters: dict[str, Any], executor: Executor 
             time.sleep(delay)
         values = {**(event.parameter_defaults or {}), **parameters}
         state = _start(flow, values, executor, store, on_transition, context,
-                       scheduled_start_time=event.start_time)
+                       scheduled_start_time=event.start_time, task_states=task_states)
         after = event.start_time
 
 

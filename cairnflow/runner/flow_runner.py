@@ -54,6 +54,7 @@ class FlowRun:
         self.prior_results = prior.results if prior else {}
         self.crashed = crashed or []  # the dead attempt's Crashed records, to commit first
         self.last_states: dict[TaskKey, State] = {}
+        self.given_states: dict[Task, State] = {}  # flow.run(task_states=...)
         self._loggers: dict[str, logging.Logger] = {}
         now = pendulum.now("UTC")
         self.base_context: dict[str, Any] = {
@@ -139,7 +140,10 @@ class FlowRunner:
     # -- scheduling ---------------------------------------------------------------
 
     def _run_in_order(self, order: tuple[Task, ...]) -> None:
+        given = self.run.given_states
         for task in order:
+            if given and self._take_given(task):
+                continue
             if self._is_mapped(task):
                 plan = self._plan_map(task)
                 if isinstance(plan, State):
@@ -167,9 +171,13 @@ class FlowRunner:
                     ready.append(downstream)
 
         submit = self.run.executor.submit
+        given = self.run.given_states
         while ready or running:
             while ready:
                 task = ready.popleft()
+                if given and self._take_given(task):
+                    done(task, self.states[task])
+                    continue
                 if not self._is_mapped(task):
                     running[submit(self._run_single, task)] = (task, None)
                     continue
@@ -197,6 +205,16 @@ class FlowRunner:
                     done(task, _mapped(siblings))
             if not ready:
                 self.run.recorder.flush()  # nothing new starts: commit what just finished
+
+    def _take_given(self, task: Task) -> bool:
+        """A finished state given with ``flow.run(task_states=...)`` is the task's
+        state, recorded as it is: the task does not run (Prefect 1's rule)."""
+        state = self.run.given_states.get(task)
+        if state is None or not state.is_finished():
+            return False
+        runner = self.task_runner
+        self.states[task] = runner._finish(task, self._slug(task), None, state)
+        return True
 
     def _run_single(self, task: Task) -> State:
         upstream: list[State] = []
@@ -234,7 +252,7 @@ class FlowRunner:
                 if values is None:
                     return self.task_runner.enter(task, slug, None, Failed(UNMAPPABLE))
                 columns.append((edge, values, child_states))
-        lengths = [len(v) for e, v, c in columns if e.key is not None or c is not None]
+        lengths = [len(values) for _, values, _ in columns]
         count = min(lengths) if lengths else 0
         shared = dict(self.flow.constants.get(task, ()))
         shared_states = []
