@@ -121,18 +121,28 @@ class FlowRunner:
                 log.log(level, note)
             with run.executor.start(), run.recorder.heartbeat(), \
                     logs.capture_stdout(any(t.log_stdout for t in order)):
-                if run.executor.parallel:
-                    self._run_parallel(order)
-                else:
-                    self._run_in_order(order)
+                try:
+                    if run.executor.parallel:
+                        self._run_parallel(order)
+                    else:
+                        self._run_in_order(order)
+                except BaseException as exc:
+                    # Recorded before the executor is torn down: task code still running
+                    # in its threads or processes is not waited for, and records nothing.
+                    self._record_abort(exc)
+                    raise
             final = self._handle_flow_state(self._final_state(), old=running)
             log.info("Flow run %s: %s", final.name.upper(), final.message)
         except BaseException as exc:
-            self._record_abort(exc)
+            self._record_abort(exc)  # when the run ended before or after its tasks
+            fenced = run.recorder.fenced
+            if fenced is not None and fenced is not exc:
+                raise fenced from None  # the interruption was the heartbeat's, on fencing
             raise
         finally:
             leave_context(token)
         run.recorder.transition(None, flow.name, None, final, durable=True)
+        run.recorder.end()
         final.result = dict(self.states)
         final.context["flow_run_id"] = run.record.id
         return final
@@ -318,13 +328,18 @@ class FlowRunner:
         return new
 
     def _record_abort(self, exc: BaseException) -> None:
-        """Record how the run ended when it did not end normally, if the store allows."""
+        """Record how the run ended when it did not end normally, if the store allows:
+        the task runs it interrupted, then the flow run (once; never when fenced out)."""
         if isinstance(exc, KeyboardInterrupt):
             state: State = Cancelled("The flow run was interrupted.")
+            closed: State = Cancelled("The flow run was interrupted while this task run "
+                                      "was running.")
         else:
             state = Failed(f"Unexpected error while running flow: {exc!r}")
+            closed = Failed(f"The flow run stopped on an error while this task run was "
+                            f"running: {exc!r}")
         try:
-            self.run.recorder.transition(None, self.flow.name, None, state, durable=True)
+            self.run.recorder.abort(self.flow.name, state, closed)
         except Exception:
             log.debug("could not record the end of run %s", self.run.record.id, exc_info=True)
 

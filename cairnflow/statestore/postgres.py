@@ -32,18 +32,20 @@ from typing import Any, TypeVar
 
 import pendulum
 
-from cairnflow.exceptions import ResultNotFoundError, StoreError, UnknownRunError
+from cairnflow.exceptions import (
+    FencedOutError, ResultNotFoundError, StoreError, UnknownRunError,
+)
 from cairnflow.statestore import postgres_policy as policy
 from cairnflow.statestore import sqlite_rows as rows
 from cairnflow.statestore.base import (
     FlowInfo, FlowRunInfo, FlowRunRecord, LogEntry, ResumeData, StateStore, TaskKey,
-    TaskRunInfo, Transition, check_claim, require_aware,
+    TaskRunInfo, Transition, check_claim, fenced_out_message, require_aware,
 )
-from cairnflow.statestore.postgres_batch import execute_plan
+from cairnflow.statestore.postgres_batch import execute_plan, insert_logs, refuse_logs
 from cairnflow.statestore.postgres_policy import Cursor, display_url
 from cairnflow.statestore.serialize import SerializedResult
 from cairnflow.statestore.sqlite_batch import (
-    NOT_MAPPED, RUN_SHIFT, RunCaches, StaleCache, plan_transitions, run_range,
+    NOT_MAPPED, RunCaches, StaleCache, plan_transitions, run_range,
 )
 from cairnflow.statestore.sqlite_rows import is_finished, ts
 
@@ -51,15 +53,8 @@ __all__ = ["PostgresStore"]
 
 T = TypeVar("T")
 
-# The run's next log id (its rows are written by one attempt at a time: fencing).
-_INSERT_LOG = f"""
-INSERT INTO log_record (id, task_slug, map_index, timestamp, level, logger, message)
-SELECT COALESCE((SELECT MAX(l.id) FROM log_record l
-                 WHERE l.id BETWEEN r.pk << {RUN_SHIFT}
-                                AND (r.pk << {RUN_SHIFT}) + {(1 << RUN_SHIFT) - 1}),
-                r.pk << {RUN_SHIFT}) + 1, :slug, :map_index, :timestamp, :level, :logger,
-       :message
-FROM flow_run r WHERE r.id = :run_id"""
+_HEARTBEAT = ("UPDATE flow_run SET updated_at = %s WHERE id = %s "
+              "AND (%s::integer IS NULL OR attempt = %s::integer)")
 
 _DELETE_RUN_ROWS = (
     "DELETE FROM state_transition WHERE id BETWEEN %s AND %s",
@@ -72,10 +67,12 @@ _DELETE_RUN_ROWS = (
 class _Batch:
     """One ``record_transitions`` call waiting in the group commit."""
 
-    __slots__ = ("transitions", "done", "error")
+    __slots__ = ("transitions", "logs", "done", "error")
 
-    def __init__(self, transitions: Sequence[Transition]) -> None:
+    def __init__(self, transitions: Sequence[Transition], logs: Sequence[LogEntry] = ()
+                 ) -> None:
         self.transitions = transitions
+        self.logs = logs
         self.done = False
         self.error: BaseException | None = None
 
@@ -190,11 +187,11 @@ class PostgresStore(StateStore):
 
         def start(cur: Cursor) -> None:
             # The row lock makes two claims of one run take turns: exactly one wins.
-            stored = cur.execute("SELECT attempt, state, pid, host, updated_at FROM flow_run "
-                                 "WHERE id = ? FOR UPDATE", (run.id,)).fetchone()
+            stored = cur.execute("SELECT attempt, state, pid, host, updated_at, process_start "
+                                 "FROM flow_run WHERE id = ? FOR UPDATE", (run.id,)).fetchone()
             if stored is not None:
                 check_claim(run.id, run.attempt, stored[0], stored[1], stored[2], stored[3],
-                            rows.from_ts(stored[4]))
+                            rows.from_ts(stored[4]), stored[5])
             cur.execute("INSERT INTO flow (name, created_at) VALUES (?, ?) "
                         "ON CONFLICT (name) DO NOTHING", (run.flow_name, values["updated_at"]))
             values["flow_id"] = cur.execute(
@@ -208,12 +205,15 @@ class PostgresStore(StateStore):
 
         self._write_batches([_Batch(transitions)], start, run.id)
 
-    def record_transitions(self, transitions: Sequence[Transition]) -> None:
+    def record_transitions(self, transitions: Sequence[Transition],
+                           logs: Sequence[LogEntry] = ()) -> None:
         if not transitions:
+            if logs:
+                self.record_logs(logs)
             return
         if self.readonly:
             raise StoreError(f"the cairnflow database {self.where} was opened read-only")
-        mine = _Batch(transitions)
+        mine = _Batch(transitions, logs)
         with self._queue_lock:
             self._queue.append(mine)
         # Whoever holds the connection next writes every queued batch in one commit.
@@ -253,10 +253,12 @@ class PostgresStore(StateStore):
 
     def _batch_transaction(self, group: list[_Batch], start: Callable[[Cursor], None] | None,
                            run_id: str | None) -> None:
-        """The batches' one transaction (after ``start``); tried once more with the
-        runs read afresh if the caches were stale (see ``sqlite_batch``)."""
+        """The batches' one transaction (after ``start``, unfenced: the claim checked
+        the run); tried once more with the runs read afresh if the caches were
+        stale (see ``sqlite_batch``)."""
         caches = self._runs
         transitions = [t for batch in group for t in batch.transitions]
+        logs = [e for batch in group for e in batch.logs]
         for last_try in (False, True):
             conn = self._connection()
             try:
@@ -265,7 +267,8 @@ class PostgresStore(StateStore):
                     if start is not None:
                         start(cur)
                     if transitions:
-                        execute_plan(conn, plan_transitions(cur, caches, transitions, None))
+                        plan = plan_transitions(cur, caches, transitions, None)
+                        execute_plan(conn, plan, transitions, start is None, logs)
                 conn.commit()
                 return
             except BaseException as exc:
@@ -280,28 +283,24 @@ class PostgresStore(StateStore):
     def record_logs(self, entries: Sequence[LogEntry]) -> None:
         if not entries:
             return
-        values = [{"run_id": e.flow_run_id, "slug": e.task_slug,
-                   "map_index": NOT_MAPPED if e.map_index is None else e.map_index,
-                   "timestamp": ts(e.timestamp), "level": e.level, "logger": e.logger,
-                   "message": e.message} for e in entries]
 
         def write(cur: Cursor) -> None:
-            inserted = 0
-            for value in values:
-                inserted += cur.execute(_INSERT_LOG, value).rowcount
-            if inserted != len(values):  # a run that does not exist
-                ids = sorted({e.flow_run_id for e in entries})
-                raise UnknownRunError(f"no run with id {', '.join(map(repr, ids))}")
+            stored = insert_logs(self._conn, entries)
+            if sum(c.rowcount for c in stored) != len(entries):
+                refuse_logs(cur.cursor, entries)
 
         self._transact(write, write=True)
 
-    def heartbeat(self, flow_run_id: str) -> None:
+    def heartbeat(self, flow_run_id: str, attempt: int | None = None) -> None:
         now = ts(pendulum.now("UTC"))
 
         def write(cur: Cursor) -> None:
-            if not cur.execute("UPDATE flow_run SET updated_at = ? WHERE id = ?",
-                               (now, flow_run_id)).rowcount:
-                raise UnknownRunError(f"no run with id {flow_run_id!r}")
+            if not cur.cursor.execute(_HEARTBEAT, (now, flow_run_id, attempt, attempt)).rowcount:
+                found = cur.execute("SELECT attempt FROM flow_run WHERE id = ?",
+                                    (flow_run_id,)).fetchone()
+                if found is None:
+                    raise UnknownRunError(f"no run with id {flow_run_id!r}")
+                raise FencedOutError(fenced_out_message(flow_run_id, attempt, found[0]))
 
         self._transact(write, write=True)
 
@@ -325,11 +324,11 @@ class PostgresStore(StateStore):
         def write(cur: Cursor) -> list[str]:
             now = rows.utc_now()
             old = cur.execute(
-                "SELECT id, state, pid, host, updated_at, pk FROM flow_run "
+                "SELECT id, state, pid, host, updated_at, pk, process_start FROM flow_run "
                 "WHERE created_at < ? FOR UPDATE", (cutoff,)).fetchall()
             gone = []
-            for rid, state, pid, host, updated_at, pk in old:
-                if is_finished(rows.reported_state(state, pid, host, updated_at, now)):
+            for rid, state, pid, host, updated_at, pk, started in old:
+                if is_finished(rows.reported_state(state, pid, host, updated_at, now, started)):
                     _delete_run(cur, pk)
                     gone.append(rid)
             return gone

@@ -37,7 +37,15 @@ __all__ = ["SCHEMES", "is_postgres_url", "conninfo_from_url", "display_url", "co
 SCHEMES = ("postgresql+psycopg", "postgresql", "postgres")
 """URL schemes that name a PostgreSQL store."""
 
-MIGRATIONS: dict[int, Callable[[Any], None]] = {}
+
+
+def _migrate_to_2(cur: Any) -> None:
+    """Schema 2 adds columns and tables only (as on SQLite): create what ``models``
+    defines and the database lacks."""
+    _add_missing(cur)
+
+
+MIGRATIONS: dict[int, Callable[[Any], None]] = {2: _migrate_to_2}
 """Step ``n`` upgrades a PostgreSQL database at schema ``n - 1`` to ``n`` (a cursor
 in the upgrading transaction); the same versions as SQLite's ``MIGRATIONS``."""
 
@@ -224,6 +232,36 @@ def ensure_schema(conn: Any, where: str) -> None:
         except BaseException:
             conn.rollback()
             raise
+
+
+def _add_missing(cur: Any) -> None:
+    """Create the tables, columns and indexes of ``models`` that the database lacks
+    (a new column must be nullable or have a server default)."""
+    from sqlalchemy.dialects import postgresql
+    from sqlalchemy.schema import CreateIndex, CreateTable
+
+    from cairnflow.statestore.models import metadata
+
+    dialect = postgresql.dialect()
+    cur.execute("SELECT table_name, column_name FROM information_schema.columns "
+                "WHERE table_schema = current_schema()")
+    columns: dict[str, set[str]] = {}
+    for table_name, column_name in cur.fetchall():
+        columns.setdefault(table_name, set()).add(column_name)
+    cur.execute("SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()")
+    indexes = {row[0] for row in cur.fetchall()}
+    for table in metadata.sorted_tables:
+        present = columns.get(table.name)
+        if present is None:
+            cur.execute(str(CreateTable(table).compile(dialect=dialect)))
+        else:
+            for column in table.columns:
+                if column.name not in present:
+                    kind = column.type.compile(dialect=dialect)
+                    cur.execute(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}')
+        for index in sorted(table.indexes, key=lambda i: i.name or ""):
+            if index.name not in indexes:
+                cur.execute(str(CreateIndex(index).compile(dialect=dialect)))
 
 
 def _create_schema(cur: Any) -> None:
