@@ -171,6 +171,8 @@ class TaskRunner:
         except TaskTimeout:
             return TimedOut("Task timed out during execution.")
         except Exception as exc:
+            if self.recorder.stopped:  # the run was interrupted: its workers were stopped
+                return Failed(f"Error during execution of task: {exc!r}", result=exc)
             # Stored with the task run: at 3 a.m. the traceback is what people need.
             # Named by its slug, as every face names task runs; marked, so live progress
             # shows the failure (or the retry) once, from the transitions.
