@@ -89,8 +89,9 @@ def path_from_url(url: str) -> str:
         return os.path.expanduser(url)
     scheme, _, rest = url.partition("://")
     if scheme.lower() not in ("sqlite", "sqlite+pysqlite"):
-        raise StoreError(f"only SQLite is supported today, not {scheme!r}: give a URL like "
-                         "sqlite:////path/to/cairnflow.db")
+        raise StoreError(f"unknown store URL scheme {scheme!r}: give a URL like "
+                         "sqlite:////path/to/cairnflow.db or "
+                         "postgresql+psycopg://user:password@host/dbname")
     if "?" in rest:
         raise StoreError(f"URL options are not supported in {url!r}: remove the '?...' part")
     if rest in ("", "/", "/:memory:"):
@@ -251,6 +252,8 @@ class SQLiteStore(StateStore):
                 caches.forget(run.id)  # another attempt wrote it: read it again
 
         self._write_batch(transitions, start, run.id)
+        if run.attempt > 1 and self.results is not None:
+            self.results.remove_temporaries(run.id)  # left by an attempt that was killed
 
     def record_transitions(self, transitions: Sequence[Transition],
                            logs: Sequence[LogEntry] = ()) -> None:
