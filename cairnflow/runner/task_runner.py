@@ -19,6 +19,7 @@ import pendulum
 
 from cairnflow.context import enter as enter_context, leave as leave_context
 from cairnflow import signals
+from cairnflow.runner import targets
 from cairnflow.runner.cache import CACHE
 from cairnflow.runner.executors import TaskTimeout
 from cairnflow.states import (
@@ -65,6 +66,7 @@ class TaskRunner:
     def __init__(self, flow_run: FlowRun):
         self.flow_run = flow_run
         self.recorder = flow_run.recorder
+        self.has_targets, self.writes_results = targets.uses_results(flow_run.flow)
 
     # -- the steps ----------------------------------------------------------------
 
@@ -86,6 +88,8 @@ class TaskRunner:
         ctx = self.flow_run.task_context(task, slug, map_index)
         state = (self._check_upstream_skipped(task, upstream)
                  or self.check_trigger(task, ctx, upstream, edges, upstream_states)
+                 or (self.has_targets and targets.check_target(task, self.flow_run.flow, ctx,
+                                                               inputs))
                  or self._check_cache(task, slug, inputs))
         if state is None:
             return self._run_with_retries(task, slug, map_index, inputs, ctx)
@@ -161,6 +165,8 @@ class TaskRunner:
                 loop_count, loop_result = loop_count + 1, state.result
                 run_count -= 1  # a loop iteration is not a retry
                 continue
+            if self.writes_results and type(state) is Success:
+                state = targets.write_result(task, self.flow_run.flow, ctx, inputs, state)
             if isinstance(state, Failed) and run_count <= task.max_retries:
                 state = Retrying(f"Retrying Task (after attempt {run_count} of "
                                  f"{task.max_retries + 1})",
