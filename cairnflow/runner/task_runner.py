@@ -86,6 +86,8 @@ class TaskRunner:
         if upstream and not _all_finished(upstream):
             return Pending("Upstream tasks are not finished.")  # behind a Paused task
         ctx = self.flow_run.task_context(task, slug, map_index)
+        if task.task_run_name is not None:
+            ctx["task_run_name"] = ctx["task_full_name"] = targets.run_name(task, ctx, inputs)
         state = (self._check_upstream_skipped(task, upstream)
                  or self.check_trigger(task, ctx, upstream, edges, upstream_states)
                  or (self.has_targets and targets.check_target(task, self.flow_run.flow, ctx,
