@@ -349,3 +349,18 @@ def crashkit_now():
     import pendulum
 
     return pendulum.now("UTC")
+
+
+def test_the_server_reads_a_postgres_store_created_after_it_started(pg_empty_url):
+    from starlette.testclient import TestClient
+
+    from cairnflow.server.app import create_app
+
+    with TestClient(create_app(pg_empty_url, hosts=["testserver"])) as client:
+        assert client.get("/api/runs").json() == []  # no schema yet: an empty store
+        state = small_flow().run(store=pg_empty_url)
+        [run] = client.get("/api/runs").json()
+        assert (run["id"], run["state"]) == (state.context["flow_run_id"], "Success")
+        shown = client.get(f"/api/runs/{run['id']}").json()
+        assert {t["slug"]: t["state"] for t in shown["tasks"]} == {
+            "add-1": "Success", "add-2": "Success"}
