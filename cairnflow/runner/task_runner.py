@@ -95,7 +95,7 @@ class TaskRunner:
                  or self._check_cache(task, slug, inputs))
         if state is None:
             return self._run_with_retries(task, slug, map_index, inputs, ctx)
-        return self.enter(task, slug, map_index, state)
+        return self._finish(task, slug, map_index, state)  # a Cached result is checkpointed
 
     def _reuse_prior(self, task: Task, slug: str, map_index: int | None) -> State | None:
         """On resume, a task run that succeeded before is not run again."""
@@ -211,7 +211,8 @@ class TaskRunner:
         return Success("Task run succeeded.", result=value)
 
     def _finish(self, task: Task, slug: str, map_index: int | None, state: State) -> State:
-        """Enter the final state; a successful result is checkpointed with it."""
+        """Enter the final state; a successful result (Cached too) is checkpointed with
+        it: every final state that carries a result comes through here."""
         blob = None
         if task.checkpoint and isinstance(state, Success) and not isinstance(state, Skipped):
             blob = self._serialize(task, slug, state.result)
