@@ -109,9 +109,9 @@ def main() -> None:
     print(f"Soak of a {SPEC.tasks}-task flow ({SPEC.task_runs} task runs), seed {seed}, "
           f"{n} runs, {time.monotonic() - started:.0f} s")
     print()
-    width = max(map(len, ROWS))
+    width = max(map(len, ROWS.values()))
     for key, label in ROWS.items():
-        print(f"{label:<{width + 10}} {totals.get(key, 0):>6}")
+        print(f"{label:<{width}}  {totals.get(key, 0):>6}")
     bad = sum(totals.get(k, 0) for k in ROWS if k not in ("kills", "resumes"))
     sys.exit(1 if bad else 0)
 
