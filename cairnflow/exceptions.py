@@ -10,6 +10,7 @@ __all__ = [
     "CairnflowError", "FlowValidationError", "MissingParameterError", "StoreError",
     "StoreLockedError", "SchemaVersionError", "UnknownRunError", "AmbiguousRunError",
     "ResultNotFoundError", "ResultLoadError", "RunStillAliveError", "FlowLoadError",
+    "UnknownFlowError", "InvalidParametersError",
 ]
 
 
@@ -59,3 +60,18 @@ class ResultLoadError(StoreError):
 
 class RunStillAliveError(CairnflowError):
     """A resume was asked for a run whose process is still running."""
+
+
+class UnknownFlowError(StoreError, LookupError):
+    """No registered flow (version) matches the given id or name."""
+
+
+class InvalidParametersError(CairnflowError, ValueError):
+    """Parameters given for a run of a registered flow are missing or unknown.
+
+    ``names`` are the parameters at fault (the server's 422 names them).
+    """
+
+    def __init__(self, message: str, names: list[str] | None = None):
+        super().__init__(message)
+        self.names = names or []

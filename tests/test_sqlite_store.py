@@ -231,6 +231,47 @@ def test_a_failed_upgrade_changes_nothing(store, db, monkeypatch):
     assert ("note",) not in sql(db, "SELECT name FROM pragma_table_info('flow_run')")
 
 
+SCHEMA_V1_DUMP = Path(__file__).parent / "data" / "store_v1.sql"
+
+
+def schema_of(db: Path) -> tuple[set, set]:
+    conn = sqlite3.connect(db)
+    try:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        columns = {(t, c[1], c[2], c[3], c[5]) for t in tables
+                   for c in conn.execute(f"PRAGMA table_info('{t}')")}
+        indexes = {(r[0], r[1]) for r in conn.execute(
+            "SELECT name, tbl_name FROM sqlite_master WHERE type = 'index' "
+            "AND name NOT LIKE 'sqlite_autoindex%'")}
+        return columns, indexes
+    finally:
+        conn.close()
+
+
+def test_a_schema_1_database_is_upgraded_to_2_with_its_runs_intact(tmp_path):
+    old = tmp_path / "v1.db"
+    conn = sqlite3.connect(old)
+    conn.executescript(SCHEMA_V1_DUMP.read_text())
+    conn.close()
+    assert sql(old, "SELECT version FROM schema_version") == [(1,)]
+    before = sql(old, "SELECT id, state, attempt FROM flow_run")
+    history = sql(old, "SELECT id, state FROM state_transition ORDER BY id")
+    with pytest.raises(StoreError, match="older than this cairnflow"):
+        SQLiteStore(old, readonly=True)
+    upgraded = SQLiteStore(old)
+    run_id = before[0][0]
+    assert sql(old, "SELECT version FROM schema_version") == [(2,)]
+    assert sql(old, "SELECT id, state, attempt FROM flow_run") == before
+    assert sql(old, "SELECT id, state FROM state_transition ORDER BY id") == history
+    assert upgraded.get_flow_run(run_id).state == "Failed"
+    assert load(upgraded.load_result(run_id, "add-1", 1)) == 4
+    assert upgraded.list_flow_versions() == [] and upgraded.list_agents() == []
+    upgraded.close()
+    fresh = tmp_path / "v2.db"
+    SQLiteStore(fresh).close()
+    assert schema_of(old) == schema_of(fresh)
+
+
 def test_a_missing_migration_step_is_a_clear_error(store, db, monkeypatch):
     store.close()
     monkeypatch.setattr(policy, "SCHEMA_VERSION", policy.SCHEMA_VERSION + 1)
@@ -590,7 +631,8 @@ def many_runs(store: SQLiteStore, db: Path, count: int) -> None:
             parameters_cloudpickle_version, source_file, source_variable, flow_blob,
             flow_serializer, flow_python_version, flow_cloudpickle_version, attempt, pid,
             host, strftime('%Y-%m-%dT%H:%M:%f000+00:00', '2024-05-01 12:00:00', i || ' seconds'),
-            started_at, ended_at, updated_at
+            started_at, ended_at, updated_at, flow_version_id, labels, scheduled_start,
+            schedule_key, agent_id, cancel_requested_at
         FROM n, flow_run WHERE flow_run.id = 'run-1'""", count)
 
 

@@ -49,16 +49,34 @@ __all__ = [
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The schema this code writes and reads."""
 
-MIGRATIONS: dict[int, Callable[[sqlite3.Cursor], None]] = {}
+
+def _migrate_1_to_2(cur: sqlite3.Cursor) -> None:
+    """Schema 2: orchestration (flow versions, agents, runs created for agents)."""
+    from cairnflow.statestore.models import FLOW_RUN_COLUMNS_V2, Agent, FlowRun, FlowVersion
+
+    from sqlalchemy.dialects import sqlite as sqlite_dialect
+    from sqlalchemy.schema import CreateColumn
+
+    table = FlowRun.__table__  # type: ignore[attr-defined]
+    for name in FLOW_RUN_COLUMNS_V2:
+        column = CreateColumn(table.c[name]).compile(dialect=sqlite_dialect.dialect())
+        cur.execute(f"ALTER TABLE flow_run ADD COLUMN {column}")
+    _create_tables(cur, [FlowVersion.__table__, Agent.__table__])  # type: ignore[attr-defined]
+    added = {"ix_flow_run_state_scheduled_start", "ux_flow_run_schedule_key"}
+    _create_indexes(cur, [i for i in FlowRun.__table__.indexes  # type: ignore[attr-defined]
+                          if i.name in added])
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Cursor], None]] = {2: _migrate_1_to_2}
 """Step ``n`` upgrades a database at schema ``n - 1`` to schema ``n``.
 
 Each step runs inside the writer's ``BEGIN IMMEDIATE`` transaction together
-with the version bump, so an upgrade is all or nothing. Schema 1 is the first
-released schema, so there is no step yet; a new database is created at
-``SCHEMA_VERSION`` directly from ``cairnflow.statestore.models``.
+with the version bump, so an upgrade is all or nothing. A new database is
+created at ``SCHEMA_VERSION`` directly from ``cairnflow.statestore.models``.
+This release has one step (1 -> 2); later changes in it add to that step.
 """
 
 BUSY_TIMEOUT_SECONDS = 30.0
@@ -269,14 +287,27 @@ def ensure_schema(cur: sqlite3.Cursor, where: str) -> None:
 
 
 def _create_schema(cur: sqlite3.Cursor) -> None:
-    # SQLAlchemy is imported only here: opening an existing store stays fast.
-    from sqlalchemy.dialects import sqlite as sqlite_dialect
-    from sqlalchemy.schema import CreateIndex, CreateTable
-
     from cairnflow.statestore.models import metadata
 
+    _create_tables(cur, metadata.sorted_tables)
+
+
+def _create_tables(cur: sqlite3.Cursor, tables: Any) -> None:
+    """CREATE TABLE and CREATE INDEX for sqlmodel tables, in SQLite's dialect."""
+    # SQLAlchemy is imported only here: opening an existing store stays fast.
+    from sqlalchemy.dialects import sqlite as sqlite_dialect
+    from sqlalchemy.schema import CreateTable
+
     dialect = sqlite_dialect.dialect()
-    for table in metadata.sorted_tables:
+    for table in tables:
         cur.execute(str(CreateTable(table).compile(dialect=dialect)))
-        for index in sorted(table.indexes, key=lambda i: i.name or ""):
-            cur.execute(str(CreateIndex(index).compile(dialect=dialect)))
+        _create_indexes(cur, sorted(table.indexes, key=lambda i: i.name or ""))
+
+
+def _create_indexes(cur: sqlite3.Cursor, indexes: Any) -> None:
+    from sqlalchemy.dialects import sqlite as sqlite_dialect
+    from sqlalchemy.schema import CreateIndex
+
+    dialect = sqlite_dialect.dialect()
+    for index in indexes:
+        cur.execute(str(CreateIndex(index).compile(dialect=dialect)))

@@ -125,12 +125,14 @@ def upsert_flow_run_sql(keep_flow_blob: bool) -> str:
 
 _RUN_INFO_COLUMNS = """r.id, f.name, r.flow_hash, r.state, r.message, r.parameters,
     r.attempt, r.source_file, r.source_variable, r.pid, r.host, r.created_at,
-    r.started_at, r.ended_at, r.updated_at"""
+    r.started_at, r.ended_at, r.updated_at, r.flow_version_id, r.labels, r.scheduled_start,
+    r.agent_id, r.cancel_requested_at"""
 
 
 def _run_info(row: tuple, now: datetime) -> FlowRunInfo:
     (run_id, flow_name, flow_hash, state, message, parameters, attempt, source_file,
-     source_variable, pid, host, created_at, started_at, ended_at, updated_at) = row
+     source_variable, pid, host, created_at, started_at, ended_at, updated_at,
+     version_id, labels, scheduled_start, agent_id, cancel_requested_at) = row
     return FlowRunInfo(
         id=run_id, flow_name=flow_name, flow_hash=flow_hash,
         state=reported_state(state, pid, host, updated_at, now), stored_state=state,
@@ -138,6 +140,9 @@ def _run_info(row: tuple, now: datetime) -> FlowRunInfo:
         source_file=source_file, source_variable=source_variable, pid=pid, host=host,
         created_at=from_ts(created_at), started_at=from_ts(started_at),
         ended_at=from_ts(ended_at), updated_at=from_ts(updated_at),
+        flow_version_id=version_id, labels=tuple(json.loads(labels)) if labels else (),
+        scheduled_start=from_ts(scheduled_start), agent_id=agent_id,
+        cancel_requested=cancel_requested_at is not None,
     )
 
 
