@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from cairnflow.cli import flows, orchestration, run, runs
+from cairnflow.cli import flows, orchestration, run, runs, server
 from cairnflow.cli.errors import EXIT_CODES, CommandGroup
 
 __all__ = ["app"]
@@ -30,6 +30,7 @@ runs.app.command("cancel")(orchestration.cancel_command)
 app.add_typer(runs.app, name="runs")
 app.add_typer(flows.app, name="flows")
 app.add_typer(orchestration.agent_app, name="agent")
+app.add_typer(server.app, name="server")
 
 
 def _print_version(value: bool) -> None:
