@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from typing import TYPE_CHECKING, Any
 
 import pendulum
@@ -45,7 +44,9 @@ UPCOMING_RUNS = 10
 
 def host_name() -> str:
     """This host's name, as labels and liveness use it (``CAIRNFLOW_HOSTNAME`` overrides)."""
-    return os.environ.get("CAIRNFLOW_HOSTNAME") or socket.gethostname()
+    from cairnflow.statestore.base import host_name as store_host_name
+
+    return store_host_name()
 
 
 def ui_url() -> str:

@@ -231,52 +231,59 @@ def test_a_failed_upgrade_changes_nothing(store, db, monkeypatch):
     assert ("note",) not in sql(db, "SELECT name FROM pragma_table_info('flow_run')")
 
 
-SCHEMA_V1_DUMP = Path(__file__).parent / "data" / "store_v1.sql"
-
-
-def schema_of(db: Path) -> tuple[set, set]:
-    conn = sqlite3.connect(db)
-    try:
-        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        columns = {(t, c[1], c[2], c[3], c[5]) for t in tables
-                   for c in conn.execute(f"PRAGMA table_info('{t}')")}
-        indexes = {(r[0], r[1]) for r in conn.execute(
-            "SELECT name, tbl_name FROM sqlite_master WHERE type = 'index' "
-            "AND name NOT LIKE 'sqlite_autoindex%'")}
-        return columns, indexes
-    finally:
-        conn.close()
-
-
-def test_a_schema_1_database_is_upgraded_to_2_with_its_runs_intact(tmp_path):
-    old = tmp_path / "v1.db"
-    conn = sqlite3.connect(old)
-    conn.executescript(SCHEMA_V1_DUMP.read_text())
-    conn.close()
-    assert sql(old, "SELECT version FROM schema_version") == [(1,)]
-    before = sql(old, "SELECT id, state, attempt FROM flow_run")
-    history = sql(old, "SELECT id, state FROM state_transition ORDER BY id")
-    with pytest.raises(StoreError, match="older than this cairnflow"):
-        SQLiteStore(old, readonly=True)
-    upgraded = SQLiteStore(old)
-    run_id = before[0][0]
-    assert sql(old, "SELECT version FROM schema_version") == [(2,)]
-    assert sql(old, "SELECT id, state, attempt FROM flow_run") == before
-    assert sql(old, "SELECT id, state FROM state_transition ORDER BY id") == history
-    assert upgraded.get_flow_run(run_id).state == "Failed"
-    assert load(upgraded.load_result(run_id, "add-1", 1)) == 4
-    assert upgraded.list_flow_versions() == [] and upgraded.list_agents() == []
-    upgraded.close()
-    fresh = tmp_path / "v2.db"
-    SQLiteStore(fresh).close()
-    assert schema_of(old) == schema_of(fresh)
-
-
 def test_a_missing_migration_step_is_a_clear_error(store, db, monkeypatch):
     store.close()
     monkeypatch.setattr(policy, "SCHEMA_VERSION", policy.SCHEMA_VERSION + 1)
     with pytest.raises(StoreError, match="no migration from schema"):
         SQLiteStore(db)
+
+
+def schema(db: Path) -> list[tuple]:
+    """Every table, index and column of a database, in a comparable form."""
+    tables = sql(db, "SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' "
+                     "ORDER BY type, name")
+    columns = [(t, c[1], c[2], c[3], c[5]) for _, t in tables
+               for c in sql(db, f"SELECT * FROM pragma_table_info('{t}')")]
+    return sorted(tables) + sorted(columns)
+
+
+def test_a_database_of_schema_1_is_upgraded_to_2_and_its_runs_resume(tmp_path, monkeypatch):
+    """``tests/data/store_v1.db`` was written by the first release (schema 1)."""
+    from cairnflow.runner.api import resume_run
+
+    db = tmp_path / "old.db"
+    db.write_bytes((REPO / "tests" / "data" / "store_v1.db").read_bytes())
+    assert sql(db, "SELECT version FROM schema_version") == [(1,)]
+    old = sorted(sql(db, "SELECT id, state, attempt FROM flow_run"))
+    history = sql(db, "SELECT * FROM state_transition ORDER BY id")
+    logs = sql(db, "SELECT * FROM log_record ORDER BY id")
+    upgraded = SQLiteStore(db)
+    assert sql(db, "SELECT version FROM schema_version") == [(2,)]
+    fresh = tmp_path / "fresh.db"
+    SQLiteStore(fresh).close()
+    assert schema(db) == schema(fresh)  # the same schema as a new database
+    assert sorted(sql(db, "SELECT id, state, attempt FROM flow_run")) == old
+    assert sql(db, "SELECT * FROM state_transition ORDER BY id") == history
+    assert sql(db, "SELECT * FROM log_record ORDER BY id") == logs
+    [failed] = upgraded.list_runs(state="Failed")
+    assert failed.state == "Failed"  # a finished v1 run, no start time recorded
+    upgraded.close()
+    monkeypatch.setenv("CAIRNFLOW_V1_FIXED", "1")
+    state = resume_run(failed.id, store=f"sqlite:///{db}")
+    assert state.is_successful()
+    reader = SQLiteStore(db, readonly=True)
+    try:
+        runs = {(t.task_slug, t.map_index): t for t in reader.get_task_runs(failed.id)}
+        # the mapped children that succeeded at schema 1 were not run again
+        assert {k: (t.state, t.attempts) for k, t in runs.items() if k[0] == "square-1"} == {
+            ("square-1", None): ("Mapped", 0), ("square-1", 0): ("Success", 1),
+            ("square-1", 1): ("Success", 1), ("square-1", 2): ("Success", 1)}
+        assert (runs[("half-1", None)].state, runs[("half-1", None)].attempts) == ("Success", 2)
+        assert load(reader.load_result(failed.id, "half-1")) == (0 + 1 + 4) // 2
+        assert reader.get_flow_run(failed.id).process_start is not None
+    finally:
+        reader.close()
+    assert sql(db, "PRAGMA integrity_check") == [("ok",)]
 
 
 # -- large results in files -----------------------------------------------------------
@@ -631,8 +638,8 @@ def many_runs(store: SQLiteStore, db: Path, count: int) -> None:
             parameters_cloudpickle_version, source_file, source_variable, flow_blob,
             flow_serializer, flow_python_version, flow_cloudpickle_version, attempt, pid,
             host, strftime('%Y-%m-%dT%H:%M:%f000+00:00', '2024-05-01 12:00:00', i || ' seconds'),
-            started_at, ended_at, updated_at, flow_version_id, labels, scheduled_start,
-            schedule_key, agent_id, cancel_requested_at
+            started_at, ended_at, updated_at, process_start, flow_version_id, labels,
+            scheduled_start, schedule_key, agent_id, cancel_requested_at
         FROM n, flow_run WHERE flow_run.id = 'run-1'""", count)
 
 

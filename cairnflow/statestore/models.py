@@ -46,7 +46,7 @@ from sqlmodel import Field, SQLModel
 __all__ = [
     "Flow", "FlowRun", "TaskRun", "StateTransition", "TaskResult", "LogRecord",
     "SchemaVersion", "StoreModel", "metadata", "RUN_SHIFT", "FlowVersion", "Agent",
-    "FLOW_RUN_COLUMNS_V2",
+
 ]
 
 RUN_SHIFT = 32
@@ -109,20 +109,17 @@ class FlowRun(StoreModel, table=True):
     started_at: str
     ended_at: str | None = None
     updated_at: str
-    # Schema 2 (orchestration): runs created for an agent to start. See FLOW_RUN_COLUMNS_V2.
+    # The owner's start time (clock ticks since boot), so that a later process given
+    # the same pid is not taken for the owner. Schema 2 (last, where the migration
+    # from schema 1 adds it).
+    process_start: int | None = None
+    # Schema 2 (orchestration): runs created for an agent to start. 
     flow_version_id: str | None = None
     labels: str | None = None  # JSON list; an agent runs it only if it has them all
     scheduled_start: str | None = None  # due from then; None for a run started directly
     schedule_key: str | None = None  # "<flow name>|<time>" for a schedule's run: never twice
     agent_id: str | None = None  # the agent that claimed it
     cancel_requested_at: str | None = None
-
-
-FLOW_RUN_COLUMNS_V2 = (
-    "flow_version_id", "labels", "scheduled_start", "schedule_key", "agent_id",
-    "cancel_requested_at",
-)
-"""The columns schema 2 adds to ``flow_run`` (the migration from schema 1 adds these)."""
 
 
 class FlowVersion(StoreModel, table=True):

@@ -53,30 +53,22 @@ SCHEMA_VERSION = 2
 """The schema this code writes and reads."""
 
 
-def _migrate_1_to_2(cur: sqlite3.Cursor) -> None:
-    """Schema 2: orchestration (flow versions, agents, runs created for agents)."""
-    from cairnflow.statestore.models import FLOW_RUN_COLUMNS_V2, Agent, FlowRun, FlowVersion
+def _migrate_to_2(cur: sqlite3.Cursor) -> None:
+    """Schema 2 is schema 1 plus columns and tables only (nothing renamed or
+    dropped): create what ``models`` defines and the database lacks.
 
-    from sqlalchemy.dialects import sqlite as sqlite_dialect
-    from sqlalchemy.schema import CreateColumn
-
-    table = FlowRun.__table__  # type: ignore[attr-defined]
-    for name in FLOW_RUN_COLUMNS_V2:
-        column = CreateColumn(table.c[name]).compile(dialect=sqlite_dialect.dialect())
-        cur.execute(f"ALTER TABLE flow_run ADD COLUMN {column}")
-    _create_tables(cur, [FlowVersion.__table__, Agent.__table__])  # type: ignore[attr-defined]
-    added = {"ix_flow_run_state_scheduled_start", "ux_flow_run_schedule_key"}
-    _create_indexes(cur, [i for i in FlowRun.__table__.indexes  # type: ignore[attr-defined]
-                          if i.name in added])
+    Schema 2 adds ``flow_run.process_start`` (liveness by pid and start time)
+    and the tables later features of this release define in ``models``.
+    """
+    _add_missing(cur)
 
 
-MIGRATIONS: dict[int, Callable[[sqlite3.Cursor], None]] = {2: _migrate_1_to_2}
+MIGRATIONS: dict[int, Callable[[sqlite3.Cursor], None]] = {2: _migrate_to_2}
 """Step ``n`` upgrades a database at schema ``n - 1`` to schema ``n``.
 
 Each step runs inside the writer's ``BEGIN IMMEDIATE`` transaction together
 with the version bump, so an upgrade is all or nothing. A new database is
 created at ``SCHEMA_VERSION`` directly from ``cairnflow.statestore.models``.
-This release has one step (1 -> 2); later changes in it add to that step.
 """
 
 BUSY_TIMEOUT_SECONDS = 30.0
@@ -286,28 +278,43 @@ def ensure_schema(cur: sqlite3.Cursor, where: str) -> None:
         cur.execute("UPDATE schema_version SET version = ?", (step,))
 
 
-def _create_schema(cur: sqlite3.Cursor) -> None:
+def _add_missing(cur: sqlite3.Cursor) -> None:
+    """Create the tables, columns and indexes of ``models`` that the database lacks.
+
+    A new column must be nullable or have a server default (SQLite's rule for
+    ``ALTER TABLE ... ADD COLUMN``).
+    """
+    from sqlalchemy.dialects import sqlite as sqlite_dialect
+    from sqlalchemy.schema import CreateIndex, CreateTable
+
     from cairnflow.statestore.models import metadata
 
-    _create_tables(cur, metadata.sorted_tables)
+    dialect = sqlite_dialect.dialect()
+    tables = {row[0] for row in cur.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    indexes = {row[0] for row in cur.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    for table in metadata.sorted_tables:
+        if table.name not in tables:
+            cur.execute(str(CreateTable(table).compile(dialect=dialect)))
+        else:
+            present = {row[1] for row in cur.execute(f'PRAGMA table_info("{table.name}")')}
+            for column in table.columns:
+                if column.name not in present:
+                    kind = column.type.compile(dialect=dialect)
+                    cur.execute(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}')
+        for index in sorted(table.indexes, key=lambda i: i.name or ""):
+            if index.name not in indexes:
+                cur.execute(str(CreateIndex(index).compile(dialect=dialect)))
 
 
-def _create_tables(cur: sqlite3.Cursor, tables: Any) -> None:
-    """CREATE TABLE and CREATE INDEX for sqlmodel tables, in SQLite's dialect."""
+def _create_schema(cur: sqlite3.Cursor) -> None:
     # SQLAlchemy is imported only here: opening an existing store stays fast.
     from sqlalchemy.dialects import sqlite as sqlite_dialect
-    from sqlalchemy.schema import CreateTable
+    from sqlalchemy.schema import CreateIndex, CreateTable
+
+    from cairnflow.statestore.models import metadata
 
     dialect = sqlite_dialect.dialect()
-    for table in tables:
+    for table in metadata.sorted_tables:
         cur.execute(str(CreateTable(table).compile(dialect=dialect)))
-        _create_indexes(cur, sorted(table.indexes, key=lambda i: i.name or ""))
-
-
-def _create_indexes(cur: sqlite3.Cursor, indexes: Any) -> None:
-    from sqlalchemy.dialects import sqlite as sqlite_dialect
-    from sqlalchemy.schema import CreateIndex
-
-    dialect = sqlite_dialect.dialect()
-    for index in indexes:
-        cur.execute(str(CreateIndex(index).compile(dialect=dialect)))
+        for index in sorted(table.indexes, key=lambda i: i.name or ""):
+            cur.execute(str(CreateIndex(index).compile(dialect=dialect)))
