@@ -581,6 +581,14 @@ from cairnflow.statestore.base import (  # noqa: E402
 )
 
 
+@pytest.fixture
+def orch_store(store):
+    """The store, if it has the orchestration methods (a store may lag behind)."""
+    if type(store).record_flow_version is StateStore.record_flow_version:
+        pytest.skip(f"{type(store).__name__} has no orchestration methods yet")
+    return store
+
+
 def version_record(name="etl", key=None, labels=("here",), schedule=False) -> FlowVersionRecord:
     return FlowVersionRecord(
         flow_name=name, flow_hash="hash-1",
@@ -597,7 +605,8 @@ def new_run(version_id, run_id, *, at=T0, labels=("here",), key=None) -> NewFlow
                       schedule_key=key)
 
 
-def test_each_registration_is_a_new_version_and_archives_the_older(store):
+def test_each_registration_is_a_new_version_and_archives_the_older(orch_store):
+    store = orch_store
     first, created = store.record_flow_version(version_record())
     second, again = store.record_flow_version(version_record())
     assert created and again and first != second
@@ -612,7 +621,8 @@ def test_each_registration_is_a_new_version_and_archives_the_older(store):
         store.get_flow_version("nope")
 
 
-def test_the_latest_versions_idempotency_key_adds_nothing(store):
+def test_the_latest_versions_idempotency_key_adds_nothing(orch_store):
+    store = orch_store
     first, _ = store.record_flow_version(version_record(key="k1"))
     same, created = store.record_flow_version(version_record(key="k1"))
     assert (same, created) == (first, False)
@@ -620,7 +630,8 @@ def test_the_latest_versions_idempotency_key_adds_nothing(store):
     assert created and other != first
 
 
-def test_a_created_run_begins_scheduled_then_is_claimed_once(store):
+def test_a_created_run_begins_scheduled_then_is_claimed_once(orch_store):
+    store = orch_store
     vid, _ = store.record_flow_version(version_record())
     assert store.create_flow_runs([new_run(vid, "run-a")]) == ["run-a"]
     info = store.get_flow_run("run-a")
@@ -638,7 +649,8 @@ def test_a_created_run_begins_scheduled_then_is_claimed_once(store):
     assert store.get_flow_run("run-a").flow_version_id == vid
 
 
-def test_a_run_not_yet_due_is_not_claimed(store):
+def test_a_run_not_yet_due_is_not_claimed(orch_store):
+    store = orch_store
     vid, _ = store.record_flow_version(version_record())
     store.create_flow_runs([new_run(vid, "later", at=T0 + timedelta(hours=1))])
     assert store.claim_flow_runs("agent-1", ["here"], 10, T0) == []
@@ -646,7 +658,8 @@ def test_a_run_not_yet_due_is_not_claimed(store):
                                                 T0 + timedelta(hours=1))] == ["later"]
 
 
-def test_a_run_claimed_by_an_agent_that_is_gone_is_claimed_again(store, dead_pid):
+def test_a_run_claimed_by_an_agent_that_is_gone_is_claimed_again(orch_store, dead_pid):
+    store = orch_store
     vid, _ = store.record_flow_version(version_record())
     store.create_flow_runs([new_run(vid, "run-a")])
     store.record_agent(AgentRecord("dead", "d", ["here"], HOST, dead_pid, T0))
@@ -659,7 +672,8 @@ def test_a_run_claimed_by_an_agent_that_is_gone_is_claimed_again(store, dead_pid
     assert [a.id for a in store.list_agents()] == ["live"]
 
 
-def test_a_schedule_key_makes_one_run_however_often_it_is_created(store):
+def test_a_schedule_key_makes_one_run_however_often_it_is_created(orch_store):
+    store = orch_store
     vid, _ = store.record_flow_version(version_record(schedule=True))
     assert store.create_flow_runs([new_run(vid, "s1", key="etl|t1")]) == ["s1"]
     assert store.create_flow_runs([new_run(vid, "s2", key="etl|t1"),
@@ -669,7 +683,8 @@ def test_a_schedule_key_makes_one_run_however_often_it_is_created(store):
     assert not store.get_flow_version(vid).schedule_active
 
 
-def test_a_new_version_replaces_the_older_versions_scheduled_runs(store):
+def test_a_new_version_replaces_the_older_versions_scheduled_runs(orch_store):
+    store = orch_store
     vid, _ = store.record_flow_version(version_record(schedule=True))
     store.create_flow_runs([new_run(vid, "old", key="etl|t1"), new_run(vid, "manual")])
     new, _ = store.record_flow_version(version_record(schedule=True),
@@ -679,7 +694,8 @@ def test_a_new_version_replaces_the_older_versions_scheduled_runs(store):
         store.create_flow_runs([new_run(vid, "x")])
 
 
-def test_cancel_ends_a_queued_run_and_marks_a_running_one(store):
+def test_cancel_ends_a_queued_run_and_marks_a_running_one(orch_store):
+    store = orch_store
     vid, _ = store.record_flow_version(version_record())
     store.create_flow_runs([new_run(vid, "queued")])
     assert store.request_cancel("queued") == "Cancelled"
@@ -692,7 +708,8 @@ def test_cancel_ends_a_queued_run_and_marks_a_running_one(store):
         store.request_cancel("nope")
 
 
-def test_a_failed_run_is_queued_for_resume_and_a_live_one_refused(store):
+def test_a_failed_run_is_queued_for_resume_and_a_live_one_refused(orch_store):
+    store = orch_store
     store.record_flow_run(run_record("live"), [tr("Running", run_id="live")])
     with pytest.raises(RunStillAliveError):
         store.request_resume("live", ["here"], [], T0)

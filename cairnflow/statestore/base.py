@@ -416,8 +416,16 @@ class StateStore(ABC):
         """Every flow with runs in the store, by name."""
 
     # -- orchestration: registered flows, runs for agents, agents --------------------
+    # Not abstract: a store without them still records and reads runs; the agent,
+    # register and the server need them (the contract suite checks them where present).
 
-    @abstractmethod
+    def _no_orchestration(self) -> Exception:
+        from cairnflow.exceptions import StoreError
+
+        return StoreError(f"{type(self).__name__} does not support registered flows and "
+                          "agents yet: use a SQLite store for them")
+
+
     def record_flow_version(self, version: FlowVersionRecord,
                             upcoming: Sequence[NewFlowRun] = ()) -> tuple[str, bool]:
         """Register a new version of a flow; return ``(version id, created)``.
@@ -431,22 +439,22 @@ class StateStore(ABC):
         version, see ``create_flow_runs``; their ``flow_version_id`` is
         replaced by the new version's) are created.
         """
+        raise self._no_orchestration()
 
-    @abstractmethod
     def get_flow_version(self, version_id: str) -> FlowVersionInfo:
         """The version with this id; ``UnknownFlowError`` if there is none."""
+        raise self._no_orchestration()
 
-    @abstractmethod
     def list_flow_versions(self, flow_name: str | None = None,
                            include_archived: bool = False) -> list[FlowVersionInfo]:
         """Registered versions by flow name, newest version first within a flow."""
+        raise self._no_orchestration()
 
-    @abstractmethod
     def load_flow_version_blobs(self, version_id: str
                                 ) -> tuple[SerializedResult | None, SerializedResult | None]:
         """The version's pickled flow and pickled schedule (for agents, never the server)."""
+        raise self._no_orchestration()
 
-    @abstractmethod
     def set_schedule_active(self, version_id: str, active: bool) -> int:
         """Switch a version's schedule on or off; return how many runs were removed.
 
@@ -454,8 +462,8 @@ class StateStore(ABC):
         schedule made (a ``schedule_key``) and that are still ``Scheduled``.
         ``UnknownFlowError`` for an unknown version.
         """
+        raise self._no_orchestration()
 
-    @abstractmethod
     def create_flow_runs(self, runs: Sequence[NewFlowRun]) -> list[str]:
         """Create runs of registered versions, each ``Scheduled``; return the ids created.
 
@@ -465,8 +473,8 @@ class StateStore(ABC):
         schedule's runs, each is created once. ``UnknownFlowError`` for an
         unknown or archived version (nothing written).
         """
+        raise self._no_orchestration()
 
-    @abstractmethod
     def claim_flow_runs(self, agent_id: str, labels: Sequence[str], limit: int,
                         now: datetime) -> list[FlowRunInfo]:
         """Claim up to ``limit`` due runs for an agent, atomically; return them.
@@ -478,8 +486,8 @@ class StateStore(ABC):
         ``agent_id`` (one transition, attempt unchanged). Of several agents
         claiming at once, each run goes to exactly one. Oldest due first.
         """
+        raise self._no_orchestration()
 
-    @abstractmethod
     def request_cancel(self, run_id: str) -> str:
         """Cancel a run; return its state afterwards (``Cancelled`` or the live state).
 
@@ -488,8 +496,8 @@ class StateStore(ABC):
         process, or an agent, stops it and records ``Cancelled``); a finished
         run is left as it is. ``UnknownRunError`` for an unknown run.
         """
+        raise self._no_orchestration()
 
-    @abstractmethod
     def request_resume(self, run_id: str, labels: Sequence[str], closing: Sequence[Transition],
                        now: datetime) -> None:
         """Queue a finished, unsuccessful run for an agent to resume.
@@ -500,22 +508,23 @@ class StateStore(ABC):
         ``RunStillAliveError`` (nothing written) if the run is live, queued
         already, or succeeded.
         """
+        raise self._no_orchestration()
 
-    @abstractmethod
     def record_agent(self, agent: AgentRecord) -> None:
         """Create the agent or refresh its heartbeat (``last_seen`` = now)."""
+        raise self._no_orchestration()
 
-    @abstractmethod
     def remove_agent(self, agent_id: str) -> None:
         """Forget an agent that stopped (a missing one is not an error)."""
+        raise self._no_orchestration()
 
-    @abstractmethod
     def list_agents(self) -> list[AgentInfo]:
         """Every agent, most recently seen first."""
+        raise self._no_orchestration()
 
-    @abstractmethod
     def list_cancel_requests(self, host: str) -> list[FlowRunInfo]:
         """Runs stored ``Running`` on ``host`` whose cancel was requested."""
+        raise self._no_orchestration()
 
     def data_version(self) -> int | None:
         """A number that changes when another connection commits; None if unknown.
