@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import warnings
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 
 import typer
 
@@ -235,9 +235,43 @@ def _follow(view: Any, tracker: Tracker, db: str | None, start: Any) -> State:
             return start()
     except KeyboardInterrupt:
         if tracker.run_id is None:
-            fail("interrupted before the run started", INTERRUPTED)
-        fail(f"interrupted: run {tracker.run_id} was recorded as Cancelled; resume it with "
-             f"{command_line('resume', tracker.run_id, db=db)}", INTERRUPTED)
+            _stop_now("interrupted before the run started")
+        _stop_now(_interrupted(tracker.run_id, db))
+
+
+def _interrupted(run_id: str, db: str | None) -> str:
+    """What Ctrl-C left, as the store has it (the run may have ended just before)."""
+    try:
+        with reading(db) as store:
+            state = store.get_flow_run(run_id).stored_state
+    except Exception as exc:  # the store is what failed: say so, still exit 130
+        return f"interrupted: run {run_id}; its final state could not be read ({exc})"
+    said = f"interrupted: run {run_id} was recorded as {state}"
+    if state == "Success":
+        return said
+    return f"{said}; resume it with {command_line('resume', run_id, db=db)}"
+
+
+def _stop_now(message: str) -> NoReturn:
+    """Report an interruption and exit 130 now: task code still running in threads
+    (which Python cannot stop) must not keep the process alive; it records nothing."""
+    import os
+    import sys
+    import threading
+
+    stragglers = [t for t in threading.enumerate()
+                  if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    if not stragglers:
+        fail(message, INTERRUPTED)
+    try:
+        fail(message, INTERRUPTED)
+    except typer.Exit:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        os._exit(INTERRUPTED)
 
 
 def report(state: State | None, tracker: Tracker, db: str | None) -> int:

@@ -170,6 +170,8 @@ class TaskRunner:
         except TaskTimeout:
             return TimedOut("Task timed out during execution.")
         except Exception as exc:
+            if self.recorder.stopped:  # the run was interrupted: its workers were stopped
+                return Failed(f"Error during execution of task: {exc!r}", result=exc)
             # Stored with the task run: at 3 a.m. the traceback is what people need.
             ctx["logger"].error("Task %s failed: %r", ctx["task_full_name"], exc,
                                 exc_info=(type(exc), exc, _user_frames(exc.__traceback__)))
