@@ -100,14 +100,15 @@ class Agents:
         self.tmp_path, self.db, self.env = tmp_path, db, env
         self.procs: list[tuple[subprocess.Popen, Path]] = []
 
-    def start(self, *labels, limit=10):
+    def start(self, *labels, limit=10, fork=False):
         out = self.tmp_path / f"agent-{len(self.procs)}.log"
         command = [sys.executable, "-m", "cairnflow.cli", "agent", "local", "start",
                    "--db", self.db, "--limit", str(limit)]
         for label in labels:
             command += ["--label", label]
+        env = {**self.env, "CAIRNFLOW_AGENT_FORK": "1" if fork else "0"}
         with open(out, "wb") as f:
-            proc = subprocess.Popen(command, stdout=f, stderr=subprocess.STDOUT, env=self.env)
+            proc = subprocess.Popen(command, stdout=f, stderr=subprocess.STDOUT, env=env)
         self.procs.append((proc, out))
         return proc
 
@@ -192,7 +193,7 @@ def test_four_agents_run_each_of_many_runs_exactly_once(tmp_path, db, env, agent
     monkeypatch.setenv("SIDE_EFFECTS", env["SIDE_EFFECTS"])
     flow_id = register(tmp_path, db, COUNTING_FLOW, "count")
     for _ in range(4):
-        agents.start()
+        agents.start(fork=True)  # forked run processes: 40 runs in seconds
     ids = create_runs(db, flow_id, 40)
     wait_for(lambda: all_finished(db, ids), timeout=180, what="40 runs to end")
     assert set(states(db, ids).values()) == {"Success"}
@@ -207,7 +208,7 @@ def test_four_agents_and_a_thousand_runs_each_exactly_once(tmp_path, db, env, ag
     flow_id = register(tmp_path, db, COUNTING_FLOW, "count")
     ids = create_runs(db, flow_id, 1000)
     for _ in range(4):
-        agents.start()
+        agents.start(fork=True)
     wait_for(lambda: all_finished(db, ids), timeout=600, what="1,000 runs to end")
     assert set(states(db, ids).values()) == {"Success"}
     assert side_effects(tmp_path) == {rid: 1 for rid in ids}
@@ -233,13 +234,13 @@ def test_a_killed_agent_loses_nothing_and_runs_nothing_twice(tmp_path, db, env, 
                                                             monkeypatch):
     monkeypatch.setenv("SIDE_EFFECTS", env["SIDE_EFFECTS"])
     flow_id = register(tmp_path, db, COUNTING_FLOW, "count")
-    ids = create_runs(db, flow_id, 30)
+    ids = create_runs(db, flow_id, 12)
     victim = agents.start(limit=3)
     wait_for(lambda: side_effects(tmp_path), what="the first run")
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     agents.start()
-    wait_for(lambda: all_finished(db, ids), timeout=180, what="30 runs to end")
+    wait_for(lambda: all_finished(db, ids), timeout=180, what="12 runs to end")
     assert set(states(db, ids).values()) == {"Success"}
     assert side_effects(tmp_path) == {rid: 1 for rid in ids}
 
@@ -321,4 +322,42 @@ def test_resume_through_an_agent_reruns_only_what_did_not_succeed(tmp_path, db, 
     assert (tmp_path / "side").read_text() == "one\n"  # step_one did not run again
     store = open_store(db)
     assert store.get_flow_run(run_id).attempt == 2
+    store.close()
+
+
+CHILD = textwrap.dedent("""
+    from cairnflow import Flow, Parameter, task
+
+    @task
+    def double(n):
+        return 2 * n
+
+    with Flow("child") as flow:
+        double(Parameter("n"))
+""")
+
+
+def test_a_parent_flow_runs_a_registered_child_through_the_agent(tmp_path, db, env,
+                                                                 agents, monkeypatch):
+    from cairnflow import Flow
+    from cairnflow.statestore import open_store
+    from cairnflow.tasks.prefect import (
+        StartFlowRun, create_flow_run, get_task_run_result, wait_for_flow_run,
+    )
+
+    register(tmp_path, db, CHILD, "child")
+    monkeypatch.setenv("CAIRNFLOW_DB_URL", db)
+    agents.start()
+    with Flow("parent") as parent:
+        child_id = create_flow_run(flow_name="child", parameters={"n": 21})
+        done = wait_for_flow_run(child_id, raise_final_state=True)
+        value = get_task_run_result(child_id, "double-1", upstream_tasks=[done])
+        started = StartFlowRun(flow_name="child", parameters={"n": 1}, wait=True)()
+    state = parent.run()
+    assert state.is_successful(), state
+    assert state.result[value].result == 42
+    store = open_store(db)
+    child = store.get_flow_run(state.result[child_id].result)
+    assert (child.flow_name, child.state, child.parameters) == ("child", "Success", {"n": 21})
+    assert store.get_flow_run(state.result[started].result).state == "Success"
     store.close()

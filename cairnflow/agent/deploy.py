@@ -23,8 +23,13 @@ EXIT_REFUSED = 3
 
 def execute_run(run_id: str, db: str | None) -> int:
     """Run claimed run ``run_id`` to its end; the exit status for the agent."""
+    import os
+
     from cairnflow.exceptions import RunStillAliveError
     from cairnflow.runner.api import resume_run
+
+    if db:  # the run's tasks (flow of flows) use the agent's store
+        os.environ["CAIRNFLOW_DB_URL"] = db
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"flow\.run\(\) was called while")

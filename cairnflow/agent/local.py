@@ -82,10 +82,11 @@ class LocalAgent:
         grace: seconds a cancelled run's process has to stop before it is killed.
         store: an open store to use instead of opening ``db``.
         fork: start each run's process by forking this one (cairnflow already
-            imported: a trivial run starts in milliseconds, not the ~0.5 s of a
-            new interpreter). Default: where ``os.fork`` exists, unless
-            ``CAIRNFLOW_AGENT_SPAWN=1``. Either way the run gets its own process
-            and process group, and runs the CLI's resume path.
+            imported: a trivial run starts in milliseconds, not the ~0.5 s or more
+            of a new interpreter). Off by default (``CAIRNFLOW_AGENT_FORK=1`` turns
+            it on): a forked run was seen to die when its agent was SIGKILLed,
+            which a new interpreter does not. Either way the run gets its own
+            process and process group, and runs the CLI's resume path.
 
     Example:
         >>> agent = LocalAgent(db="sqlite://", labels=["etl"])  # doctest: +SKIP
@@ -100,7 +101,7 @@ class LocalAgent:
 
         self.db = db
         if fork is None:
-            fork = hasattr(os, "fork") and os.environ.get("CAIRNFLOW_AGENT_SPAWN") != "1"
+            fork = hasattr(os, "fork") and os.environ.get("CAIRNFLOW_AGENT_FORK") == "1"
         self.fork = fork
         self.labels = sorted(set(labels))
         self.limit = limit
