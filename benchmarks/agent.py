@@ -4,7 +4,7 @@ run (what ``POST /api/flows/{id}/runs`` does) to its ``Running``.
 A real agent process (``cairnflow agent local start``) on a fresh SQLite store
 runs a registered one-task flow.
 
-    python benchmarks/agent.py [--runs 200] [--latency-samples 10] [--spawn]
+    python benchmarks/agent.py [--runs 200] [--latency-samples 10] [--fork]
 
 Target: creating a run to its Running well under 2 s.
 """
@@ -50,12 +50,11 @@ def setup(directory: Path) -> tuple[str, str]:
     return db, flow_id
 
 
-def start_agent(db: str, directory: Path, spawn: bool = False,
+def start_agent(db: str, directory: Path, fork: bool = False,
                 limit: int = 10) -> subprocess.Popen:
     """A real agent process on ``db``."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "CAIRNFLOW_HOME": str(directory / "home")}
-    if spawn:
-        env["CAIRNFLOW_AGENT_SPAWN"] = "1"
+    env["CAIRNFLOW_AGENT_FORK"] = "1" if fork else "0"
     return subprocess.Popen([sys.executable, "-m", "cairnflow.cli", "agent", "local", "start",
                              "--db", db, "--limit", str(limit)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -100,13 +99,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--latency-samples", type=int, default=10)
-    parser.add_argument("--spawn", action="store_true",
-                        help="start each run as a new interpreter instead of a fork")
+    parser.add_argument("--fork", action="store_true",
+                        help="fork each run's process from the agent (CAIRNFLOW_AGENT_FORK=1)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         db, flow_id = setup(directory)
-        agent = start_agent(db, directory, spawn=args.spawn)
+        agent = start_agent(db, directory, fork=args.fork)
         try:
             time.sleep(1.0)  # the agent is up
             latency = create_to_running(db, flow_id, args.latency_samples)
@@ -114,7 +113,7 @@ def main() -> None:
         finally:
             agent.terminate()
             agent.wait()
-    mode = "spawn" if args.spawn else "fork"
+    mode = "fork" if args.fork else "spawn"
     print(f"{'measure':<40} {'value':>12}")
     print(f"{'deploy mode':<40} {mode:>12}")
     print(f"{'create -> Running, median (s)':<40} {statistics.median(latency):>12.3f}")
