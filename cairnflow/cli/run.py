@@ -202,10 +202,14 @@ def parse_params(items: list[str]) -> dict[str, Any]:
         if not sep or not key:
             raise UsageError(f"--param {item!r} is not KEY=VALUE (for example --param n=3)")
         try:
-            values[key] = json.loads(raw)
-        except ValueError:
+            values[key] = json.loads(raw, parse_constant=_not_json)
+        except ValueError:  # not JSON (NaN and Infinity are not): the text itself
             values[key] = raw
     return values
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
 
 
 def check_params(flow: Flow, values: dict[str, Any], missing_too: bool = True) -> None:
@@ -282,11 +286,13 @@ def _report_script(states: list[State], trackers: list[Tracker], db: str | None)
 
 def _recorded_flow(store: StateStore, info: FlowRunInfo) -> Flow:
     """The run's flow: its source file afresh, else the copy saved at its first run."""
-    from cairnflow.runner.api import load_recorded_flow
+    from cairnflow.runner.api import load_recorded_flow, saved_parameters
 
+    data = store.load_resume_data(info.id)  # its results are loaded only if used
+    saved_parameters(data)  # refuse before anything is said or loaded
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"flow\.run\(\) was called while")
-        return load_recorded_flow(store.load_resume_data(info.id))
+        return load_recorded_flow(data)
 
 
 # -- during and after ----------------------------------------------------------------------
