@@ -11,6 +11,7 @@ __all__ = [
     "StoreLockedError", "SchemaVersionError", "UnknownRunError", "AmbiguousRunError",
     "ResultNotFoundError", "ResultLoadError", "RunStillAliveError", "FlowLoadError",
     "FencedOutError", "UnresumableRunError",
+    "UnknownFlowError", "InvalidParametersError",
 ]
 
 
@@ -71,3 +72,18 @@ class FencedOutError(CairnflowError):
 
 class UnresumableRunError(CairnflowError):
     """A run cannot be resumed as it ran (a parameter of it could not be saved)."""
+
+
+class UnknownFlowError(StoreError, LookupError):
+    """No registered flow (version) matches the given id or name."""
+
+
+class InvalidParametersError(CairnflowError, ValueError):
+    """Parameters given for a run of a registered flow are missing or unknown.
+
+    ``names`` are the parameters at fault (the server's 422 names them).
+    """
+
+    def __init__(self, message: str, names: list[str] | None = None):
+        super().__init__(message)
+        self.names = names or []

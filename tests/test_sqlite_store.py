@@ -649,7 +649,8 @@ def many_runs(store: SQLiteStore, db: Path, count: int) -> None:
             parameters_cloudpickle_version, source_file, source_variable, flow_blob,
             flow_serializer, flow_python_version, flow_cloudpickle_version, attempt, pid,
             host, strftime('%Y-%m-%dT%H:%M:%f000+00:00', '2024-05-01 12:00:00', i || ' seconds'),
-            started_at, ended_at, updated_at, process_start
+            started_at, ended_at, updated_at, process_start, flow_version_id, labels,
+            scheduled_start, schedule_key, agent_id, cancel_requested_at
         FROM n, flow_run WHERE flow_run.id = 'run-1'""", count)
 
 

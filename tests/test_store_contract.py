@@ -571,3 +571,151 @@ def test_another_hosts_run_is_judged_by_its_heartbeat(store, monkeypatch):
     assert store.get_flow_run("run-1").state == "Crashed"
     monkeypatch.setenv("CAIRNFLOW_HOSTNAME", "host-b")  # seen from its own host: alive
     assert store.get_flow_run("run-1").state == "Running"
+
+
+# -- orchestration: registered flows, runs for agents, agents ----------------------------
+
+from cairnflow.exceptions import RunStillAliveError, UnknownFlowError  # noqa: E402
+from cairnflow.statestore.base import (  # noqa: E402
+    AgentRecord, FlowVersionRecord, NewFlowRun,
+)
+
+
+@pytest.fixture
+def orch_store(store):
+    """The store, if it has the orchestration methods (a store may lag behind)."""
+    if type(store).record_flow_version is StateStore.record_flow_version:
+        pytest.skip(f"{type(store).__name__} has no orchestration methods yet")
+    return store
+
+
+def version_record(name="etl", key=None, labels=("here",), schedule=False) -> FlowVersionRecord:
+    return FlowVersionRecord(
+        flow_name=name, flow_hash="hash-1",
+        parameters=[{"name": "n", "default": 3, "required": False}], labels=list(labels),
+        graph={"tasks": [{"slug": "add-1"}], "edges": []}, created_at=T0,
+        idempotency_key=key, source_file="/src/etl.py", source_variable="flow",
+        flow_blob=dump("the flow"), schedule_blob=dump("a schedule") if schedule else None,
+        schedule_description="every hour" if schedule else None, schedule_active=schedule)
+
+
+def new_run(version_id, run_id, *, at=T0, labels=("here",), key=None) -> NewFlowRun:
+    return NewFlowRun(id=run_id, flow_version_id=version_id, parameters={"n": 1},
+                      parameters_blob=dump({"n": 1}), labels=list(labels), scheduled_start=at,
+                      schedule_key=key)
+
+
+def test_each_registration_is_a_new_version_and_archives_the_older(orch_store):
+    store = orch_store
+    first, created = store.record_flow_version(version_record())
+    second, again = store.record_flow_version(version_record())
+    assert created and again and first != second
+    assert [v.version for v in store.list_flow_versions("etl")] == [2]
+    old = store.get_flow_version(first)
+    assert old.archived and old.version == 1
+    info = store.get_flow_version(second)
+    assert (info.flow_name, info.labels, info.parameters[0]["name"]) == ("etl", ["here"], "n")
+    assert info.graph == {"tasks": [{"slug": "add-1"}], "edges": []}
+    assert store.load_flow_version_blobs(second)[0] is not None
+    with pytest.raises(UnknownFlowError):
+        store.get_flow_version("nope")
+
+
+def test_the_latest_versions_idempotency_key_adds_nothing(orch_store):
+    store = orch_store
+    first, _ = store.record_flow_version(version_record(key="k1"))
+    same, created = store.record_flow_version(version_record(key="k1"))
+    assert (same, created) == (first, False)
+    other, created = store.record_flow_version(version_record(key="k2"))
+    assert created and other != first
+
+
+def test_a_created_run_begins_scheduled_then_is_claimed_once(orch_store):
+    store = orch_store
+    vid, _ = store.record_flow_version(version_record())
+    assert store.create_flow_runs([new_run(vid, "run-a")]) == ["run-a"]
+    info = store.get_flow_run("run-a")
+    assert (info.state, info.attempt, info.labels, info.flow_version_id) == (
+        "Scheduled", 0, ("here",), vid)
+    store.record_agent(AgentRecord("agent-1", "a1", ["here"], HOST, os.getpid(), T0))
+    assert store.claim_flow_runs("agent-1", ["elsewhere"], 10, T0) == []
+    claimed = store.claim_flow_runs("agent-1", ["here", "more"], 10, T0)
+    assert [(c.id, c.state, c.agent_id) for c in claimed] == [("run-a", "Submitted", "agent-1")]
+    assert store.claim_flow_runs("agent-1", ["here"], 10, T0) == []
+    assert [t.state for t in store.get_history("run-a")] == ["Scheduled", "Submitted"]
+    # the deployed process starts attempt 1 over the claimed run
+    store.record_flow_run(run_record("run-a", attempt=1), [tr("Running", run_id="run-a")])
+    assert store.get_flow_run("run-a").state == "Running"
+    assert store.get_flow_run("run-a").flow_version_id == vid
+
+
+def test_a_run_not_yet_due_is_not_claimed(orch_store):
+    store = orch_store
+    vid, _ = store.record_flow_version(version_record())
+    store.create_flow_runs([new_run(vid, "later", at=T0 + timedelta(hours=1))])
+    assert store.claim_flow_runs("agent-1", ["here"], 10, T0) == []
+    assert [c.id for c in store.claim_flow_runs("agent-1", ["here"], 10,
+                                                T0 + timedelta(hours=1))] == ["later"]
+
+
+def test_a_run_claimed_by_an_agent_that_is_gone_is_claimed_again(orch_store, dead_pid):
+    store = orch_store
+    vid, _ = store.record_flow_version(version_record())
+    store.create_flow_runs([new_run(vid, "run-a")])
+    store.record_agent(AgentRecord("dead", "d", ["here"], HOST, dead_pid, T0))
+    assert len(store.claim_flow_runs("dead", ["here"], 10, T0)) == 1
+    store.record_agent(AgentRecord("live", "l", ["here"], HOST, os.getpid(), T0))
+    again = store.claim_flow_runs("live", ["here"], 10, T0)
+    assert [(c.id, c.agent_id) for c in again] == [("run-a", "live")]
+    assert {a.id for a in store.list_agents()} == {"dead", "live"}
+    store.remove_agent("dead")
+    assert [a.id for a in store.list_agents()] == ["live"]
+
+
+def test_a_schedule_key_makes_one_run_however_often_it_is_created(orch_store):
+    store = orch_store
+    vid, _ = store.record_flow_version(version_record(schedule=True))
+    assert store.create_flow_runs([new_run(vid, "s1", key="etl|t1")]) == ["s1"]
+    assert store.create_flow_runs([new_run(vid, "s2", key="etl|t1"),
+                                   new_run(vid, "s3", key="etl|t2")]) == ["s3"]
+    assert store.set_schedule_active(vid, False) == 2
+    assert store.list_runs() == []
+    assert not store.get_flow_version(vid).schedule_active
+
+
+def test_a_new_version_replaces_the_older_versions_scheduled_runs(orch_store):
+    store = orch_store
+    vid, _ = store.record_flow_version(version_record(schedule=True))
+    store.create_flow_runs([new_run(vid, "old", key="etl|t1"), new_run(vid, "manual")])
+    new, _ = store.record_flow_version(version_record(schedule=True),
+                                       [new_run("ignored", "new", key="etl|t1")])
+    assert {r.id: r.flow_version_id for r in store.list_runs()} == {"new": new, "manual": vid}
+    with pytest.raises(UnknownFlowError, match="archived"):
+        store.create_flow_runs([new_run(vid, "x")])
+
+
+def test_cancel_ends_a_queued_run_and_marks_a_running_one(orch_store):
+    store = orch_store
+    vid, _ = store.record_flow_version(version_record())
+    store.create_flow_runs([new_run(vid, "queued")])
+    assert store.request_cancel("queued") == "Cancelled"
+    assert store.get_flow_run("queued").ended_at is not None
+    store.record_flow_run(run_record("live"), [tr("Running", run_id="live")])
+    assert store.request_cancel("live") == "Running"
+    assert store.get_flow_run("live").cancel_requested
+    assert [r.id for r in store.list_cancel_requests(HOST)] == ["live"]
+    with pytest.raises(UnknownRunError):
+        store.request_cancel("nope")
+
+
+def test_a_failed_run_is_queued_for_resume_and_a_live_one_refused(orch_store):
+    store = orch_store
+    store.record_flow_run(run_record("live"), [tr("Running", run_id="live")])
+    with pytest.raises(RunStillAliveError):
+        store.request_resume("live", ["here"], [], T0)
+    store.record_transitions([tr("Failed", run_id="live", seconds=1)])
+    store.request_resume("live", ["here"], [], T0)
+    info = store.get_flow_run("live")
+    assert (info.state, info.labels, info.attempt) == ("Scheduled", ("here",), 1)
+    store.record_agent(AgentRecord("a", "a", ["here"], HOST, os.getpid(), T0))
+    assert [c.id for c in store.claim_flow_runs("a", ["here"], 1, T0)] == ["live"]

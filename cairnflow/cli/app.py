@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from cairnflow.cli import flows, run, runs, server
+from cairnflow.cli import flows, orchestration, run, runs, server
 from cairnflow.cli.errors import EXIT_CODES, CommandGroup
 
 __all__ = ["app"]
@@ -25,8 +25,11 @@ app = CommandGroup(
 )
 app.command("run")(run.run_command)
 app.command("resume")(run.resume_command)
+app.command("register")(orchestration.register_command)
+runs.app.command("cancel")(orchestration.cancel_command)
 app.add_typer(runs.app, name="runs")
 app.add_typer(flows.app, name="flows")
+app.add_typer(orchestration.agent_app, name="agent")
 app.add_typer(server.app, name="server")
 
 

@@ -459,15 +459,32 @@ class Flow:
         return resume_flow(self, run_id=run_id, executor=executor, store=store,
                            on_transition=on_transition)
 
-    def register(self, *args: Any, **kwargs: Any) -> None:
-        """Not available yet: registration arrives with cairnflow's server.
+    def register(self, project_name: str | None = None, labels: list[str] | None = None,
+                 idempotency_key: str | None = None, set_schedule_active: bool = True,
+                 no_url: bool = False, *, store: StateStore | str | None = None,
+                 **kwargs: Any) -> str:
+        """Store a new version of this flow for the web UI and agents; return its id.
 
-        Today, run a flow file with ``cairnflow run FILE`` and inspect it with
-        ``cairnflow runs ...``.
+        No server needs to be running. Each call stores a new version (older ones
+        are archived) unless ``idempotency_key`` equals the latest version's.
+        Prints ``Flow URL: <CAIRNFLOW_UI_URL>/flow/<id>`` unless ``no_url``.
+
+        Args:
+            project_name: kept for people to read (Prefect 1's project).
+            labels: an agent runs this flow only if it has all of them
+                (default: this host's name).
+            idempotency_key: registering again with the same key adds nothing.
+            set_schedule_active: whether the flow's schedule creates runs.
+            no_url: do not print the flow's URL.
+            store: the store to register in (default: the default store).
+            **kwargs: Prefect 1's other arguments (``build``, ...), accepted and ignored.
         """
-        raise NotImplementedError(
-            "flow.register() arrives with `cairnflow server`; for now run the flow with "
-            "`cairnflow run FILE` and inspect it with `cairnflow runs ls`.")
+        from cairnflow.registration import register_flow
+
+        return register_flow(self, project_name=project_name, labels=labels,
+                             idempotency_key=idempotency_key,
+                             set_schedule_active=set_schedule_active, no_url=no_url,
+                             store=store)
 
 
 def _mapped_edge(value: Any, mapped: bool) -> bool:

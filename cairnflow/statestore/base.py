@@ -58,6 +58,8 @@ __all__ = [
     "FlowInfo", "TaskKey", "task_label", "split_task_label", "HEARTBEAT_SECONDS",
     "is_owner_alive", "require_aware", "host_name", "process_start_time", "stale_after_seconds",
     "LazyResults", "ResumeData",
+    "FlowVersionRecord", "FlowVersionInfo", "NewFlowRun", "AgentRecord", "AgentInfo",
+    "labels_match",
 ]
 
 HEARTBEAT_SECONDS = 5.0
@@ -207,6 +209,11 @@ class FlowRunInfo:
     ended_at: datetime | None
     updated_at: datetime
     process_start: int | None = None
+    flow_version_id: str | None = None
+    labels: tuple[str, ...] = ()
+    scheduled_start: datetime | None = None
+    agent_id: str | None = None
+    cancel_requested: bool = False
 
 
 @dataclass(frozen=True)
@@ -218,6 +225,112 @@ class FlowInfo:
     last_run_id: str | None
     last_state: str | None
     last_run_at: datetime | None
+
+
+@dataclass(frozen=True)
+class FlowVersionRecord:
+    """A flow as ``register()`` stores it: plain data, so readers need no user code.
+
+    Attributes:
+        flow_name: the flow's name; versions are numbered per name.
+        project_name: Prefect 1's project, kept for people to read.
+        idempotency_key: registering again with the latest version's key adds nothing.
+        flow_hash: the flow's structure hash (as the runner computes it).
+        source_file, source_variable: where an agent loads the flow from.
+        flow_blob: the pickled flow, the fallback when the source file is gone.
+        parameters: ``{"name", "default", "required"}`` per parameter (defaults
+            that JSON cannot hold are given as their repr, with ``"default_repr": True``).
+        labels: an agent runs the flow's runs only if it has all of them.
+        graph: ``{"tasks": [{"slug", "name", "mapped"...}], "edges": [...]}``.
+        schedule_blob: the pickled schedule, for agents to compute upcoming runs.
+        schedule_description: the schedule in words, for people.
+        schedule_active: whether the schedule creates runs.
+    """
+
+    flow_name: str
+    flow_hash: str
+    parameters: list[dict[str, Any]]
+    labels: list[str]
+    graph: dict[str, Any]
+    created_at: datetime
+    project_name: str | None = None
+    idempotency_key: str | None = None
+    source_file: str | None = None
+    source_variable: str | None = None
+    flow_blob: SerializedResult | None = None
+    schedule_blob: SerializedResult | None = None
+    schedule_description: str | None = None
+    schedule_active: bool = False
+
+
+@dataclass(frozen=True)
+class FlowVersionInfo:
+    """A registered flow version as the store reports it (no blobs)."""
+
+    id: str
+    flow_name: str
+    version: int
+    flow_hash: str
+    parameters: list[dict[str, Any]]
+    labels: list[str]
+    graph: dict[str, Any]
+    created_at: datetime
+    project_name: str | None
+    idempotency_key: str | None
+    source_file: str | None
+    source_variable: str | None
+    has_schedule: bool
+    schedule_description: str | None
+    schedule_active: bool
+    archived: bool
+
+
+@dataclass(frozen=True)
+class NewFlowRun:
+    """A run created for an agent to start: it begins ``Scheduled``.
+
+    ``schedule_key`` (the flow's name and the time, for a run made by a
+    schedule) is unique in the store: creating it twice creates it once.
+    """
+
+    id: str
+    flow_version_id: str
+    parameters: dict[str, Any]
+    parameters_blob: SerializedResult | None
+    labels: list[str]
+    scheduled_start: datetime
+    schedule_key: str | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class AgentRecord:
+    """An agent, as it announces itself with each heartbeat."""
+
+    id: str
+    name: str
+    labels: list[str]
+    host: str
+    pid: int
+    started_at: datetime
+
+
+@dataclass(frozen=True)
+class AgentInfo:
+    """An agent as the store knows it; ``last_seen`` is its latest heartbeat."""
+
+    id: str
+    name: str
+    labels: list[str]
+    host: str
+    pid: int
+    started_at: datetime
+    last_seen: datetime
+
+
+def labels_match(run_labels: Sequence[str], agent_labels: Sequence[str]) -> bool:
+    """Prefect 1's rule: an agent may run a run only if it has all the run's labels."""
+    return set(run_labels) <= set(agent_labels)
 
 
 @dataclass
@@ -371,12 +484,122 @@ class StateStore(ABC):
     def list_flows(self) -> list[FlowInfo]:
         """Every flow with runs in the store, by name."""
 
-    def data_version(self) -> int | None:
-        """A number that changes whenever another connection commits to the store.
+    # -- orchestration: registered flows, runs for agents, agents --------------------
+    # Not abstract: a store without them still records and reads runs; the agent,
+    # register and the server need them (the contract suite checks them where present).
 
-        Followers of a live run (``runs logs -f``, ``runs show --watch``) read
-        again only when it changes, so following an idle run costs next to
-        nothing. None (the default) means the store cannot tell: read again.
+    def _no_orchestration(self) -> Exception:
+        from cairnflow.exceptions import StoreError
+
+        return StoreError(f"{type(self).__name__} does not support registered flows and "
+                          "agents yet: use a SQLite store for them")
+
+
+    def record_flow_version(self, version: FlowVersionRecord,
+                            upcoming: Sequence[NewFlowRun] = ()) -> tuple[str, bool]:
+        """Register a new version of a flow; return ``(version id, created)``.
+
+        Atomically: if ``version.idempotency_key`` is not None and equals the
+        latest version's key, nothing is written and ``(latest id, False)`` is
+        returned. Otherwise the version is stored as the flow's latest
+        (numbered 1, 2, ... per flow name), every older version is archived, the
+        ``Scheduled`` runs made by their schedules (those with a
+        ``schedule_key``) are deleted, and ``upcoming`` (runs of the new
+        version, see ``create_flow_runs``; their ``flow_version_id`` is
+        replaced by the new version's) are created.
+        """
+        raise self._no_orchestration()
+
+    def get_flow_version(self, version_id: str) -> FlowVersionInfo:
+        """The version with this id; ``UnknownFlowError`` if there is none."""
+        raise self._no_orchestration()
+
+    def list_flow_versions(self, flow_name: str | None = None,
+                           include_archived: bool = False) -> list[FlowVersionInfo]:
+        """Registered versions by flow name, newest version first within a flow."""
+        raise self._no_orchestration()
+
+    def load_flow_version_blobs(self, version_id: str
+                                ) -> tuple[SerializedResult | None, SerializedResult | None]:
+        """The version's pickled flow and pickled schedule (for agents, never the server)."""
+        raise self._no_orchestration()
+
+    def set_schedule_active(self, version_id: str, active: bool) -> int:
+        """Switch a version's schedule on or off; return how many runs were removed.
+
+        Switching off deletes, in the same transaction, the version's runs that a
+        schedule made (a ``schedule_key``) and that are still ``Scheduled``.
+        ``UnknownFlowError`` for an unknown version.
+        """
+        raise self._no_orchestration()
+
+    def create_flow_runs(self, runs: Sequence[NewFlowRun]) -> list[str]:
+        """Create runs of registered versions, each ``Scheduled``; return the ids created.
+
+        Each run gets the version's flow name, hash and source, attempt 0 and
+        one ``Scheduled`` transition. A run whose ``schedule_key`` exists
+        already is skipped (not an error): however many processes create a
+        schedule's runs, each is created once. ``UnknownFlowError`` for an
+        unknown or archived version (nothing written).
+        """
+        raise self._no_orchestration()
+
+    def claim_flow_runs(self, agent_id: str, labels: Sequence[str], limit: int,
+                        now: datetime) -> list[FlowRunInfo]:
+        """Claim up to ``limit`` due runs for an agent, atomically; return them.
+
+        A run is claimable when it is ``Scheduled`` with ``scheduled_start <=
+        now`` and ``labels_match(run labels, labels)``, or when it is
+        ``Submitted`` by an agent that is gone (``is_owner_alive`` of its pid,
+        host and last heartbeat is false). A claimed run is ``Submitted`` by
+        ``agent_id`` (one transition, attempt unchanged). Of several agents
+        claiming at once, each run goes to exactly one. Oldest due first.
+        """
+        raise self._no_orchestration()
+
+    def request_cancel(self, run_id: str) -> str:
+        """Cancel a run; return its state afterwards (``Cancelled`` or the live state).
+
+        Atomically: a ``Scheduled`` or ``Submitted`` run becomes ``Cancelled``
+        (one transition); a ``Running`` run is marked ``cancel_requested`` (its
+        process, or an agent, stops it and records ``Cancelled``); a finished
+        run is left as it is. ``UnknownRunError`` for an unknown run.
+        """
+        raise self._no_orchestration()
+
+    def request_resume(self, run_id: str, labels: Sequence[str], closing: Sequence[Transition],
+                       now: datetime) -> None:
+        """Queue a finished, unsuccessful run for an agent to resume.
+
+        Atomically: ``closing`` (the Crashed records of a dead attempt) is
+        appended, then one ``Scheduled`` transition; the run is due at ``now``
+        with ``labels``, and its cancel request is cleared. Refused with
+        ``RunStillAliveError`` (nothing written) if the run is live, queued
+        already, or succeeded.
+        """
+        raise self._no_orchestration()
+
+    def record_agent(self, agent: AgentRecord) -> None:
+        """Create the agent or refresh its heartbeat (``last_seen`` = now)."""
+        raise self._no_orchestration()
+
+    def remove_agent(self, agent_id: str) -> None:
+        """Forget an agent that stopped (a missing one is not an error)."""
+        raise self._no_orchestration()
+
+    def list_agents(self) -> list[AgentInfo]:
+        """Every agent, most recently seen first."""
+        raise self._no_orchestration()
+
+    def list_cancel_requests(self, host: str) -> list[FlowRunInfo]:
+        """Runs stored ``Running`` on ``host`` whose cancel was requested."""
+        raise self._no_orchestration()
+
+    def data_version(self) -> int | None:
+        """A number that changes when another connection commits; None if unknown.
+
+        Long-lived readers (agents, the server) use it to do nothing until
+        something changed. A store that cannot tell returns None: poll instead.
         """
         return None
 

@@ -19,6 +19,7 @@ from cairnflow.statestore.base import (
     FlowInfo, FlowRunInfo, FlowRunRecord, LogEntry, ResumeData, StateStore, TaskKey,
     TaskRunInfo, Transition, check_claim, fenced_out_message, is_owner_alive, require_aware,
 )
+from cairnflow.statestore.memory_orch import OrchestrationMemory, RunOrchestration
 from cairnflow.statestore.serialize import SerializedResult
 
 
@@ -50,9 +51,10 @@ class _Run:
     results: dict[TaskKey, SerializedResult] = field(default_factory=dict)
     history: list[Transition] = field(default_factory=list)
     logs: list[LogEntry] = field(default_factory=list)
+    orch: RunOrchestration = field(default_factory=RunOrchestration)
 
 
-class MemoryStore(StateStore):
+class MemoryStore(OrchestrationMemory, StateStore):
     """Keeps runs in memory; nothing survives the process.
 
     Example:
@@ -74,6 +76,7 @@ class MemoryStore(StateStore):
     def __init__(self) -> None:
         self._runs: dict[str, _Run] = {}
         self._lock = threading.RLock()
+        self._init_orchestration()
 
     # -- writes -----------------------------------------------------------------
 
@@ -169,6 +172,9 @@ class MemoryStore(StateStore):
             attempt=r.attempt, source_file=r.source_file, source_variable=r.source_variable,
             pid=r.pid, host=r.host, created_at=run.created_at, started_at=r.started_at,
             ended_at=run.ended_at, updated_at=run.updated_at, process_start=r.process_start,
+            flow_version_id=run.orch.flow_version_id, labels=tuple(run.orch.labels),
+            scheduled_start=run.orch.scheduled_start, agent_id=run.orch.agent_id,
+            cancel_requested=run.orch.cancel_requested,
         )
 
     def get_flow_run(self, run_id: str) -> FlowRunInfo:

@@ -45,7 +45,8 @@ from sqlmodel import Field, SQLModel
 
 __all__ = [
     "Flow", "FlowRun", "TaskRun", "StateTransition", "TaskResult", "LogRecord",
-    "SchemaVersion", "StoreModel", "metadata", "RUN_SHIFT",
+    "SchemaVersion", "StoreModel", "metadata", "RUN_SHIFT", "FlowVersion", "Agent",
+
 ]
 
 RUN_SHIFT = 32
@@ -85,6 +86,8 @@ class FlowRun(StoreModel, table=True):
         Index("ix_flow_run_created_at", "created_at"),
         Index("ix_flow_run_flow_created_at", "flow_id", "created_at"),
         Index("ix_flow_run_state_created_at", "state", "created_at"),
+        Index("ix_flow_run_state_scheduled_start", "state", "scheduled_start"),
+        Index("ux_flow_run_schedule_key", "schedule_key", unique=True),
         {"sqlite_autoincrement": True},
     )
 
@@ -116,6 +119,65 @@ class FlowRun(StoreModel, table=True):
     # the same pid is not taken for the owner. Schema 2 (last, where the migration
     # from schema 1 adds it).
     process_start: int | None = Field(default=None, sa_type=KEY)  # ticks: may pass 2**31
+    # Schema 2 (orchestration): runs created for an agent to start.
+    flow_version_id: str | None = None
+    labels: str | None = None  # JSON list; an agent runs it only if it has them all
+    scheduled_start: str | None = None  # due from then; None for a run started directly
+    schedule_key: str | None = None  # "<flow name>|<time>" for a schedule's run: never twice
+    agent_id: str | None = None  # the agent that claimed it
+    cancel_requested_at: str | None = None
+
+
+class FlowVersion(StoreModel, table=True):
+    """One registered version of a flow: what an agent needs to run it, as plain data.
+
+    The server reads it without importing user code: ``parameters``, ``labels``
+    and ``graph`` are JSON; ``flow_blob`` (the pickled flow, the fallback when
+    the source file is gone) and ``schedule_blob`` are for agents.
+    """
+
+    __tablename__ = "flow_version"
+    __table_args__ = (
+        Index("ux_flow_version_flow_version", "flow_id", "version", unique=True),
+    )
+
+    id: str = Field(primary_key=True)
+    flow_id: int = Field(foreign_key="flow.id")
+    version: int
+    project_name: str | None = None
+    idempotency_key: str | None = None
+    flow_hash: str
+    source_file: str | None = None
+    source_variable: str | None = None
+    flow_blob: bytes | None = None
+    flow_serializer: str | None = None
+    flow_python_version: str | None = None
+    flow_cloudpickle_version: str | None = None
+    parameters: str  # JSON list of {"name", "default", "required"}
+    labels: str  # JSON list
+    graph: str  # JSON {"tasks": [...], "edges": [...]}
+    schedule_blob: bytes | None = None
+    schedule_serializer: str | None = None
+    schedule_python_version: str | None = None
+    schedule_cloudpickle_version: str | None = None
+    schedule_description: str | None = None
+    schedule_active: bool = False
+    archived: bool = False
+    created_at: str
+
+
+class Agent(StoreModel, table=True):
+    """An agent: its labels and heartbeat (``last_seen``)."""
+
+    __tablename__ = "agent"
+
+    id: str = Field(primary_key=True)
+    name: str
+    labels: str  # JSON list
+    host: str
+    pid: int
+    started_at: str
+    last_seen: str
 
 
 class TaskRun(StoreModel, table=True):

@@ -36,8 +36,9 @@ from cairnflow import states
 from cairnflow.exceptions import AmbiguousRunError, ResultNotFoundError, UnknownRunError
 from cairnflow.statestore import serialize
 from cairnflow.statestore.base import (
-    FlowInfo, FlowRunInfo, LogEntry, StateStore, TaskKey, TaskRunInfo, Transition,
-    split_task_label, task_label as base_task_label,
+    AgentInfo, FlowInfo, FlowRunInfo, FlowVersionInfo, LogEntry, StateStore, TaskKey,
+    TaskRunInfo, Transition, is_owner_alive, labels_match, split_task_label,
+    task_label as base_task_label,
 )
 
 __all__ = [
@@ -47,6 +48,8 @@ __all__ = [
     "require_task", "require_child", "task_ref", "why_no_result", "result_value", "group_mapped", "summarise_children",
     "parse_state", "follow", "task_label", "iso", "level_name", "run_json", "run_detail_json",
     "task_json", "transition_json", "log_json", "flow_json", "list_flows",
+    "registered_flows", "registered_flow", "flow_version_json", "agents", "agent_json",
+    "agent_is_live", "agents_for",
 ]
 
 
@@ -118,6 +121,38 @@ def prune_candidates(store: StateStore, older_than: datetime | None = None,
 def list_flows(store: StateStore) -> list[FlowInfo]:
     """Every flow with runs in the store, by name."""
     return store.list_flows()
+
+
+def registered_flows(store: StateStore, flow_name: str | None = None,
+                     include_archived: bool = False) -> list[FlowVersionInfo]:
+    """Registered flows (their latest versions, unless ``include_archived``), by name."""
+    return store.list_flow_versions(flow_name=flow_name, include_archived=include_archived)
+
+
+def registered_flow(store: StateStore, ref: str) -> FlowVersionInfo:
+    """A registered flow version by id, or a flow name (its latest version).
+
+    ``UnknownFlowError`` when neither matches.
+    """
+    from cairnflow.statestore.actions import latest_version
+
+    return latest_version(store, ref)
+
+
+def agents(store: StateStore) -> list[AgentInfo]:
+    """Every agent the store knows, most recently seen first."""
+    return store.list_agents()
+
+
+def agent_is_live(agent: AgentInfo) -> bool:
+    """Whether an agent's process is still there (the run liveness rule)."""
+    return is_owner_alive(agent.pid, agent.host, agent.last_seen)
+
+
+def agents_for(store: StateStore, run: FlowRunInfo) -> list[AgentInfo]:
+    """The live agents whose labels would let them run ``run`` (empty: it waits forever)."""
+    return [a for a in store.list_agents()
+            if agent_is_live(a) and labels_match(run.labels, a.labels)]
 
 
 # -- a run and its task runs -----------------------------------------------------------
@@ -397,7 +432,8 @@ def run_json(info: FlowRunInfo) -> dict[str, Any]:
         "id": info.id, "flow_name": info.flow_name, "state": info.state,
         "started_at": iso(info.created_at), "ended_at": iso(info.ended_at),
         "attempt": info.attempt, "attempt_started_at": iso(info.started_at),
-        "message": info.message,
+        "message": info.message, "scheduled_start": iso(info.scheduled_start),
+        "flow_id": info.flow_version_id,
     }
 
 
@@ -408,7 +444,9 @@ def run_detail_json(info: FlowRunInfo, tasks: Sequence[TaskRunInfo]) -> dict[str
         "parameters": info.parameters, "attempt": info.attempt, "message": info.message,
         "started_at": iso(info.created_at), "ended_at": iso(info.ended_at),
         "source_file": info.source_file, "source_variable": info.source_variable,
-        "flow_hash": info.flow_hash, "tasks": [task_json(t) for t in tasks],
+        "flow_hash": info.flow_hash, "flow_id": info.flow_version_id,
+        "labels": list(info.labels), "scheduled_start": iso(info.scheduled_start),
+        "cancel_requested": info.cancel_requested, "tasks": [task_json(t) for t in tasks],
     }
 
 
@@ -444,4 +482,27 @@ def log_json(entry: LogEntry) -> dict[str, Any]:
         "timestamp": iso(entry.timestamp), "level": level_name(entry.level),
         "task": entry.task_slug, "map_index": entry.map_index, "logger": entry.logger,
         "message": entry.message,
+    }
+
+
+def flow_version_json(version: FlowVersionInfo) -> dict[str, Any]:
+    """A registered flow as ``GET /api/flows`` lists it (SPEC.md "Orchestration")."""
+    return {
+        "id": version.id, "name": version.flow_name, "version": version.version,
+        "labels": list(version.labels),
+        "parameters": [{"name": p["name"], "default": p.get("default"),
+                        "required": bool(p.get("required"))} for p in version.parameters],
+        "schedule_active": version.schedule_active, "archived": version.archived,
+        "schedule": version.schedule_description, "project": version.project_name,
+        "created_at": iso(version.created_at), "source_file": version.source_file,
+        "source_variable": version.source_variable, "graph": version.graph,
+    }
+
+
+def agent_json(agent: AgentInfo) -> dict[str, Any]:
+    """An agent as ``GET /api/agents`` lists it."""
+    return {
+        "id": agent.id, "name": agent.name, "labels": list(agent.labels), "host": agent.host,
+        "last_seen": iso(agent.last_seen), "started_at": iso(agent.started_at),
+        "live": agent_is_live(agent),
     }

@@ -40,6 +40,7 @@ from cairnflow.statestore.base import (
 )
 from cairnflow.statestore.result_files import ResultFiles, StoredFile
 from cairnflow.statestore.serialize import SerializedResult
+from cairnflow.statestore.sqlite_orch import OrchestrationSQL
 from cairnflow.statestore.sqlite_batch import (
     NOT_MAPPED, RUN_SHIFT, RunCaches, StaleCache, check_attempts, run_range, write_transitions,
 )
@@ -101,7 +102,7 @@ def path_from_url(url: str) -> str:
     return rest[1:]
 
 
-class SQLiteStore(StateStore):
+class SQLiteStore(OrchestrationSQL, StateStore):
     """A ``StateStore`` in one SQLite file, shared safely by threads and processes.
 
     Args:

@@ -126,13 +126,14 @@ def upsert_flow_run_sql(keep_flow_blob: bool) -> str:
 
 _RUN_INFO_COLUMNS = """r.id, f.name, r.flow_hash, r.state, r.message, r.parameters,
     r.attempt, r.source_file, r.source_variable, r.pid, r.host, r.created_at,
-    r.started_at, r.ended_at, r.updated_at, r.process_start"""
+    r.started_at, r.ended_at, r.updated_at, r.process_start, r.flow_version_id, r.labels,
+    r.scheduled_start, r.agent_id, r.cancel_requested_at"""
 
 
 def _run_info(row: tuple, now: datetime) -> FlowRunInfo:
     (run_id, flow_name, flow_hash, state, message, parameters, attempt, source_file,
      source_variable, pid, host, created_at, started_at, ended_at, updated_at,
-     process_start) = row
+     process_start, version_id, labels, scheduled_start, agent_id, cancel_requested_at) = row
     return FlowRunInfo(
         id=run_id, flow_name=flow_name, flow_hash=flow_hash,
         state=reported_state(state, pid, host, updated_at, now, process_start),
@@ -142,6 +143,9 @@ def _run_info(row: tuple, now: datetime) -> FlowRunInfo:
         created_at=from_ts(created_at), started_at=from_ts(started_at),
         ended_at=from_ts(ended_at), updated_at=from_ts(updated_at),
         process_start=process_start,
+        flow_version_id=version_id, labels=tuple(json.loads(labels)) if labels else (),
+        scheduled_start=from_ts(scheduled_start), agent_id=agent_id,
+        cancel_requested=cancel_requested_at is not None,
     )
 
 
