@@ -22,8 +22,11 @@ EVERYWHERE = {"--db", "--help"}  # said once for all commands, under the referen
 
 
 def commands(cmd=None, path=()):
-    """(path, click command) of every leaf command of the app."""
+    """(path, click command) of every leaf command of the app that ``--help`` shows
+    (hidden ones, such as the agent's ``agent execute``, are for cairnflow itself)."""
     cmd = cmd or typer.main.get_command(app)
+    if getattr(cmd, "hidden", False):
+        return
     if hasattr(cmd, "list_commands"):
         for name in cmd.list_commands(None):
             yield from commands(cmd.get_command(None, name), (*path, name))
