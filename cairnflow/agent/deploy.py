@@ -44,3 +44,18 @@ def execute_run(run_id: str, db: str | None) -> int:
     print(f"Run {run_id}: {state.name}" + (f" - {state.message}" if state.message else ""),
           flush=True)
     return EXIT_OK if state.is_successful() else EXIT_FAILED
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m cairnflow.agent.deploy RUN_ID [--db URL]``: what an agent starts."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    db = None
+    if "--db" in args:
+        i = args.index("--db")
+        db = args[i + 1]
+        del args[i:i + 2]
+    return execute_run(args[0], db)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

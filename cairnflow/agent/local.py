@@ -3,8 +3,8 @@
 * **claim**: due ``Scheduled`` runs whose labels are all among the agent's
   (Prefect 1's rule) are claimed atomically (``Submitted``), at most ``limit``
   running at once; a ``Submitted`` run whose agent died is claimed again.
-* **deploy**: each claimed run runs in its own process (``cairnflow agent
-  execute RUN_ID``, the CLI's resume path, so the same engine records it), in
+* **deploy**: each claimed run runs in its own process (``python -m
+  cairnflow.agent.deploy RUN_ID``, the CLI's resume path, so the same engine records it), in
   its own process group, its output kept in a file under
   ``$CAIRNFLOW_HOME/agent/``.
 * **reap**: a process that exited without closing its run leaves the run
@@ -194,7 +194,7 @@ class LocalAgent:
         log.info("Deploying flow run %s", run.id)
         self.output_dir.mkdir(parents=True, exist_ok=True)
         output = self.output_dir / f"{run.id}-{run.attempt + 1}.log"
-        command = [sys.executable, "-m", "cairnflow.cli", "agent", "execute", run.id]
+        command = [sys.executable, "-m", "cairnflow.agent.deploy", run.id]
         if self.db:
             command += ["--db", self.db]
         if self.fork:

@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from cairnflow.cli import output
-from cairnflow.cli.errors import CommandGroup, UsageError
+from cairnflow.cli.errors import CommandGroup
 from cairnflow.cli.options import Db, RunRef, writing
 
 __all__ = ["register_command", "cancel_command", "agent_app"]
@@ -110,14 +110,3 @@ def agent_start(
         labels.append(host_name())
     agent = LocalAgent(db=db, labels=labels, limit=limit, name=name)
     agent.run_forever()
-
-
-@agent_app.command("execute", hidden=True)
-def agent_execute(run_id: Annotated[str, typer.Argument(metavar="RUN_ID")],
-                  db: Db = None) -> None:
-    """Run a claimed run in this process (what an agent starts for each run)."""
-    from cairnflow.agent.deploy import execute_run
-
-    if not run_id:
-        raise UsageError("a run id is needed")
-    raise typer.Exit(execute_run(run_id, db))
