@@ -49,6 +49,13 @@ ExecutorOption = Annotated[Optional[ExecutorName], typer.Option(
          "(default: the flow's own executor, else local).")]
 
 
+DaskAddressOption = Annotated[Optional[str], typer.Option(
+    "--dask-address", metavar="tcp://HOST:PORT", envvar="CAIRNFLOW_DASK_ADDRESS",
+    show_default=False,
+    help="Run task code on this existing Dask cluster (implies --executor dask; "
+         "$CAIRNFLOW_DASK_ADDRESS is used with --executor dask).")]
+
+
 def run_command(
     flow_ref: Annotated[str, typer.Argument(
         metavar="FILE[:VARIABLE]", show_default=False,
@@ -58,6 +65,7 @@ def run_command(
         help="A parameter value (repeatable); VALUE is JSON-decoded when it is valid "
              "JSON, else taken as a string.")] = None,
     executor: ExecutorOption = None,
+    dask_address: DaskAddressOption = None,
     db: Db = None,
 ) -> None:
     """Run a flow durably, with live progress.
@@ -71,7 +79,7 @@ def run_command(
     from cairnflow.runner.loading import split_flow_ref
 
     parameters = parse_params(param or [])
-    chosen = make_executor(executor)
+    chosen = make_executor(executor, dask_address)
     path, variable = split_flow_ref(flow_ref)
     flow = _load(path, variable)
     check_params(flow, parameters)
@@ -83,7 +91,8 @@ def run_command(
     raise typer.Exit(report(state, tracker, db))
 
 
-def resume_command(run_id: RunRef, executor: ExecutorOption = None, db: Db = None) -> None:
+def resume_command(run_id: RunRef, executor: ExecutorOption = None,
+                   dask_address: DaskAddressOption = None, db: Db = None) -> None:
     """Resume a run that did not succeed, with its flow reloaded from its file.
 
     Task runs that succeeded are not run again: their results come from the
@@ -93,7 +102,7 @@ def resume_command(run_id: RunRef, executor: ExecutorOption = None, db: Db = Non
     """
     from cairnflow.cli.progress import Tracker, make_view
 
-    chosen = make_executor(executor)
+    chosen = make_executor(executor, dask_address)
     with reading(db) as store:
         info = store.get_flow_run(store.resolve_run_id(run_id))
         if info.state == "Running":
@@ -153,10 +162,23 @@ def check_params(flow: Flow, values: dict[str, Any]) -> None:
             f"{', '.join(map(repr, missing))}: add {given}")
 
 
-def make_executor(name: ExecutorName | None) -> Executor | None:
-    """The executor named on the command line; None keeps the flow's own."""
+def make_executor(name: ExecutorName | None, dask_address: str | None = None) -> Executor | None:
+    """The executor named on the command line; None keeps the flow's own.
+
+    ``--dask-address`` on the command line means Dask; taken from the environment
+    it only tells ``--executor dask`` which cluster to use.
+    """
     from cairnflow.runner.executors import LocalDaskExecutor, LocalExecutor
 
+    import os
+
+    # the same value as the environment's counts as the environment's
+    if dask_address and dask_address != os.environ.get("CAIRNFLOW_DASK_ADDRESS"):
+        if name is None:
+            name = ExecutorName.dask
+        elif name is not ExecutorName.dask:
+            raise UsageError(f"--dask-address needs --executor dask, not --executor "
+                             f"{name.value}")
     if name is None:
         return None
     if name is ExecutorName.local:
@@ -168,7 +190,7 @@ def make_executor(name: ExecutorName | None) -> Executor | None:
             fail('the dask executor needs Dask: pip install "cairnflow[dask]"', FAILED)
         from cairnflow.runner.executors import DaskExecutor
 
-        return DaskExecutor()
+        return DaskExecutor(address=dask_address or None)
     return LocalDaskExecutor(scheduler=name.value)
 
 

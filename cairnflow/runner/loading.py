@@ -21,9 +21,16 @@ import cloudpickle
 from cairnflow.core.flow import Flow
 from cairnflow.exceptions import FlowLoadError
 
-__all__ = ["load_flow_from_file", "split_flow_ref", "is_loading"]
+__all__ = ["load_flow_from_file", "split_flow_ref", "is_loading", "source_directories"]
 
 _loading: ContextVar[bool] = ContextVar("cairnflow_loading_flow", default=False)
+_directories: set[str] = set()
+
+
+def source_directories() -> frozenset[str]:
+    """The directories of the flow files loaded in this process (their neighbours
+    are the flow's own modules, which remote workers may lack)."""
+    return frozenset(_directories)
 
 
 def is_loading() -> bool:
@@ -84,6 +91,7 @@ def _execute(path: str):
         raise FlowLoadError(f"cannot load {path} as Python")
     module = importlib.util.module_from_spec(spec)
     directory = os.path.dirname(path)
+    _directories.add(directory)
     if directory not in sys.path:
         sys.path.insert(0, directory)  # so the flow file can import its neighbours
     sys.modules[name] = module
