@@ -23,7 +23,9 @@ _UTC = pendulum.UTC
 __all__ = [
     "State", "Pending", "Paused", "Scheduled", "Retrying", "Running", "Finished",
     "Success", "Cached", "Mapped", "Skipped", "Looped", "Failed", "TriggerFailed",
-    "TimedOut", "ValidationFailed", "Crashed", "Cancelled", "state_from_name",
+    "TimedOut", "ValidationFailed", "Crashed", "Cancelled", "Submitted", "state_from_name",
+    "NAMES", "FINISHED", "SUCCESSFUL", "FAILED", "PENDING", "QUEUED", "REUSABLE_BY_RESUME",
+    "is_finished", "is_successful", "is_failed", "is_reusable_by_resume", "parse_state_name",
 ]
 
 
@@ -121,6 +123,10 @@ class Retrying(Scheduled):
         self.run_count = run_count
 
 
+class Submitted(State):
+    """Claimed by an agent, which is starting the process that will run it."""
+
+
 class Running(State):
     """The task's code (or the flow) is executing."""
 
@@ -197,7 +203,7 @@ class Cancelled(Finished):
 
 _BY_NAME: dict[str, type[State]] = {
     cls.__name__: cls for cls in (
-        State, Pending, Scheduled, Paused, Retrying, Running, Finished, Success,
+        State, Pending, Scheduled, Paused, Retrying, Submitted, Running, Finished, Success,
         Cached, Mapped, Skipped, Looped, Failed, TriggerFailed, TimedOut,
         ValidationFailed, Crashed, Cancelled,
     )
@@ -207,3 +213,74 @@ _BY_NAME: dict[str, type[State]] = {
 def state_from_name(name: str) -> type[State]:
     """The state class called ``name`` (as stored); raises ``KeyError`` if unknown."""
     return _BY_NAME[name]
+
+
+# -- the vocabulary of stored state names ---------------------------------------------
+# The store, the CLI, the client and the server hold states by name. Every question
+# about a name ("is it finished?", "may resume reuse it?") is answered here, once.
+
+
+def _kinds(base: type[State]) -> frozenset[str]:
+    return frozenset(n for n, cls in _BY_NAME.items() if issubclass(cls, base))
+
+
+NAMES: frozenset[str] = frozenset(n for n in _BY_NAME if n != "State")
+"""Every state name a run or task run can be stored in."""
+
+FINISHED: frozenset[str] = _kinds(Finished)
+"""Names of Finished states: no more work happens in this attempt."""
+
+SUCCESSFUL: frozenset[str] = _kinds(Success)
+"""Names of Success states (Cached, Mapped and Skipped included, as in Prefect 1)."""
+
+FAILED: frozenset[str] = _kinds(Failed)
+"""Names of Failed states (TriggerFailed, TimedOut, Crashed included)."""
+
+PENDING: frozenset[str] = _kinds(Pending)
+"""Names of Pending states (Scheduled, Paused, Retrying included)."""
+
+QUEUED: frozenset[str] = frozenset({"Scheduled", "Submitted"})
+"""A flow run waiting for an agent (Scheduled) or being started by one (Submitted)."""
+
+REUSABLE_BY_RESUME: frozenset[str] = frozenset({"Success", "Cached", "Skipped"})
+"""Task run states a resume takes as they are (Success and Cached need their result)."""
+
+NEEDS_RESULT_TO_REUSE: frozenset[str] = frozenset({"Success", "Cached"})
+"""Of ``REUSABLE_BY_RESUME``, those reused only with a checkpointed result."""
+
+
+def is_finished(name: str) -> bool:
+    """Whether a stored state name is a Finished state (unknown names are not)."""
+    return name in FINISHED
+
+
+def is_successful(name: str) -> bool:
+    """Whether a stored state name is a Success state (unknown names are not)."""
+    return name in SUCCESSFUL
+
+
+def is_failed(name: str) -> bool:
+    """Whether a stored state name is a Failed state, Crashed included."""
+    return name in FAILED
+
+
+def is_reusable_by_resume(name: str, has_result: bool) -> bool:
+    """Whether a resume takes a task run in state ``name`` as it is, instead of running it.
+
+    A successful task run without a checkpointed result runs again, to produce it.
+    """
+    if name in NEEDS_RESULT_TO_REUSE:
+        return has_result
+    return name in REUSABLE_BY_RESUME
+
+
+def parse_state_name(text: str) -> str:
+    """A state's name from any capitalisation: ``failed`` -> ``Failed``.
+
+    Raises ``ValueError`` naming the states for anything else.
+    """
+    for name in _BY_NAME:
+        if name != "State" and name.lower() == text.strip().lower():
+            return name
+    raise ValueError(f"{text!r} is not a state; use one of "
+                     f"{', '.join(n for n in _BY_NAME if n != 'State')}")

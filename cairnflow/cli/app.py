@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from cairnflow.cli import flows, run, runs
+from cairnflow.cli import flows, run, runs, server
 from cairnflow.cli.errors import EXIT_CODES, CommandGroup
 
 __all__ = ["app"]
@@ -27,6 +27,7 @@ app.command("run")(run.run_command)
 app.command("resume")(run.resume_command)
 app.add_typer(runs.app, name="runs")
 app.add_typer(flows.app, name="flows")
+app.add_typer(server.app, name="server")
 
 
 def _print_version(value: bool) -> None:

@@ -25,7 +25,10 @@ from typing import Any
 from cairnflow.states import (
     Cancelled, Failed, Looped, Paused, Pending, Running, Skipped, Success, state_from_name,
 )
-from cairnflow.statestore.base import FlowInfo, FlowRunInfo, LogEntry, TaskRunInfo, Transition
+from cairnflow.statestore.queries import (
+    flow_json, iso, level_name, log_json, run_detail_json, run_json, task_json, task_label,
+    transition_json,
+)
 
 __all__ = [
     "emit", "print_json", "Table", "echo", "fields", "run_json", "run_detail_json",
@@ -61,73 +64,9 @@ def _write(text: str) -> None:
     sys.stdout.flush()
 
 
-# -- JSON shapes (SPEC.md "CLI") ------------------------------------------------------
-
-
-def iso(when: datetime | None) -> str | None:
-    """ISO 8601 with a UTC offset (stored times are UTC): ``2024-05-01T12:00:00+00:00``."""
-    # datetime's own (C) isoformat: the same text as pendulum's, many times faster.
-    return None if when is None else datetime.isoformat(when)
-
-
-def run_json(info: FlowRunInfo) -> dict[str, Any]:
-    """A run as ``runs ls --json`` lists it.
-
-    ``started_at`` is when the run first started; ``attempt_started_at`` when
-    its latest attempt (a resume) started.
-    """
-    return {
-        "id": info.id, "flow_name": info.flow_name, "state": info.state,
-        "started_at": iso(info.created_at), "ended_at": iso(info.ended_at),
-        "attempt": info.attempt, "attempt_started_at": iso(info.started_at),
-        "message": info.message,
-    }
-
-
-def run_detail_json(info: FlowRunInfo, tasks: Sequence[TaskRunInfo]) -> dict[str, Any]:
-    """A run with all its task runs, as ``runs show --json`` prints it."""
-    return {
-        "id": info.id, "flow_name": info.flow_name, "state": info.state,
-        "parameters": info.parameters, "attempt": info.attempt, "message": info.message,
-        "started_at": iso(info.created_at), "ended_at": iso(info.ended_at),
-        "source_file": info.source_file, "source_variable": info.source_variable,
-        "flow_hash": info.flow_hash, "tasks": [task_json(t) for t in tasks],
-    }
-
-
-def task_json(task: TaskRunInfo) -> dict[str, Any]:
-    """A task run as ``runs show --json`` lists it."""
-    return {
-        "slug": task.task_slug, "name": task.task_name, "state": task.state,
-        "map_index": task.map_index, "attempts": task.attempts,
-        "started_at": iso(task.started_at), "ended_at": iso(task.ended_at),
-        "message": task.message, "has_result": task.has_result,
-    }
-
-
-def transition_json(t: Transition) -> dict[str, Any]:
-    """One transition as ``runs history --json`` lists it (``task`` None: the flow run)."""
-    return {
-        "task": t.task_slug, "map_index": t.map_index, "state": t.state,
-        "timestamp": iso(t.timestamp), "message": t.message, "attempt": t.attempt,
-    }
-
-
-def flow_json(flow: FlowInfo) -> dict[str, Any]:
-    """A flow as ``flows ls --json`` lists it."""
-    return {
-        "name": flow.name, "runs": flow.runs, "last_run_id": flow.last_run_id,
-        "last_state": flow.last_state, "last_run_at": iso(flow.last_run_at),
-    }
-
-
-def log_json(entry: LogEntry) -> dict[str, Any]:
-    """A log record as ``runs logs --json`` lists it."""
-    return {
-        "timestamp": iso(entry.timestamp), "level": level_name(entry.level),
-        "task": entry.task_slug, "map_index": entry.map_index, "logger": entry.logger,
-        "message": entry.message,
-    }
+# -- JSON shapes: SPEC.md "CLI", defined once in the query API --------------------------
+# run_json, run_detail_json, task_json, transition_json, flow_json, log_json, iso,
+# task_label and level_name are imported above from cairnflow.statestore.queries.
 
 
 # -- values for people -----------------------------------------------------------------
@@ -144,13 +83,6 @@ def command_line(*words: str, db: str | None = None) -> str:
 
     parts = ["cairnflow", *words] + (["--db", db] if db else [])
     return " ".join(shlex.quote(p) for p in parts)
-
-
-def task_label(slug: str | None, map_index: int | None) -> str:
-    """``slug`` or ``slug[3]`` for a mapped child; ``(flow)`` for the flow run itself."""
-    if slug is None:
-        return "(flow)"
-    return slug if map_index is None else f"{slug}[{map_index}]"
 
 
 def local_time(when: datetime | None) -> str:
@@ -200,13 +132,6 @@ def human_duration(start: datetime | None, end: datetime | None) -> str:
     if whole < 86400:
         return f"{whole // 3600}h {whole % 3600 // 60:02d}m"
     return f"{whole // 86400}d {whole % 86400 // 3600:02d}h"
-
-
-def level_name(level: int) -> str:
-    """``INFO``, ``WARNING``, ... for a logging level number."""
-    import logging
-
-    return logging.getLevelName(level)
 
 
 # -- colour ------------------------------------------------------------------------

@@ -14,36 +14,17 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import lru_cache
 from typing import Any, TextIO
 
 from cairnflow.cli import output
 from cairnflow.runner import logs
-from cairnflow.states import Failed, Finished, state_from_name
+from cairnflow.states import is_failed, is_finished
 from cairnflow.statestore.base import TaskKey, Transition
 
 __all__ = ["Tracker", "LiveView", "PlainView", "make_view", "quiet_engine_console"]
 
 REUSED = "reused"
 """How task runs that a resume takes from earlier attempts are counted."""
-
-
-@lru_cache(maxsize=None)
-def _kind(state: str) -> type | None:
-    try:
-        return state_from_name(state)
-    except KeyError:
-        return None
-
-
-def is_finished(state: str) -> bool:
-    kind = _kind(state)
-    return kind is not None and issubclass(kind, Finished)
-
-
-def is_failed(state: str) -> bool:
-    kind = _kind(state)
-    return state == "Crashed" or (kind is not None and issubclass(kind, Failed))
 
 
 class Tracker:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from cairnflow.core.flow import Flow
     from cairnflow.runner.executors import Executor
     from cairnflow.states import State
-    from cairnflow.statestore.base import FlowRunInfo, StateStore, TaskKey, TaskRunInfo
+    from cairnflow.statestore.base import FlowRunInfo, StateStore
 
 # The engine's modules are imported when a flow runs, not when `cairnflow runs ls` starts.
 
@@ -103,17 +103,18 @@ def resume_command(run_id: RunRef, executor: ExecutorOption = None,
     from cairnflow.cli.progress import Tracker, make_view
 
     chosen = make_executor(executor, dask_address)
+    from cairnflow.statestore import queries
+
     with reading(db) as store:
-        info = store.get_flow_run(store.resolve_run_id(run_id))
-        if info.state == "Running":
-            raise RunStillAliveError(
-                f"run {info.id} is still running (pid {info.pid} on {info.host}): wait "
-                "for it to end, or stop that process, before resuming it")
-        if info.stored_state == "Success":
-            output.echo(f"Run {info.id} already succeeded; there is nothing to resume.")
+        info = queries.get_run(store, run_id)
+        verdict = queries.resume_verdict(info)
+        if verdict.already_succeeded:
+            output.echo(verdict.reason or "")
             output.echo(f"Details: {command_line('runs', 'show', info.id, db=db)}")
             raise typer.Exit(OK)
-        reused = reused_task_runs(store.get_task_runs(info.id))
+        if not verdict.ok:
+            raise RunStillAliveError(verdict.reason)
+        reused = queries.reused_task_runs(store.get_task_runs(info.id))
         flow = _recorded_flow(store, info)
     view = make_view(flow.name)
     tracker = Tracker(view, tasks=len(flow.tasks), reused=reused, announce=False)
@@ -201,14 +202,6 @@ def _load(path: str, variable: str | None) -> Flow:
         # The file's own `flow.run()` is skipped while it loads; the CLI runs the flow.
         warnings.filterwarnings("ignore", message=r"flow\.run\(\) was called while")
         return load_flow_from_file(path, variable)
-
-
-def reused_task_runs(tasks: list[TaskRunInfo]) -> dict[TaskKey, str]:
-    """Task runs a resume takes as they are (the engine's rule), by key."""
-    from cairnflow.runner.task_runner import is_reusable
-
-    return {(t.task_slug, t.map_index): t.state for t in tasks
-            if t.state == "Mapped" or is_reusable(t)}
 
 
 def _recorded_flow(store: StateStore, info: FlowRunInfo) -> Flow:

@@ -1,29 +1,28 @@
 """``cairnflow runs``: what happened in past and current runs.
 
 Each command opens the store (read-only, except ``rm`` and ``prune``), asks the
-``StateStore`` query methods, and prints a table or, with ``--json``, the
-shapes of SPEC.md ("CLI").
+query API (``cairnflow.statestore.queries``, which the client and the server
+read through too), and prints a table or, with ``--json``, its shapes of
+SPEC.md ("CLI").
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
-import sys
 from datetime import timedelta
 from typing import Annotated, Any, Optional
 
 import pendulum
 import typer
 
-from cairnflow import states as state_classes
 from cairnflow.cli import output
 from cairnflow.cli.errors import CommandGroup, UsageError, fail
 from cairnflow.cli.options import Db, Json, RunRef, database_exists, reading, writing
-from cairnflow.exceptions import ResultNotFoundError, UnknownRunError
-from cairnflow.statestore import serialize
-from cairnflow.statestore.base import FlowRunInfo, StateStore, TaskRunInfo
+from cairnflow.statestore import queries
+from cairnflow.statestore.base import FlowRunInfo, TaskRunInfo
+from cairnflow.statestore.queries import presented_tasks
+from cairnflow.states import is_successful
 
 __all__ = ["app", "parse_duration", "presented_tasks", "state_name"]
 
@@ -58,7 +57,7 @@ def list_runs(
     """
     wanted = None if state is None else state_name(state)
     with reading(db) as store:
-        runs = store.list_runs(flow_name=flow, state=wanted, limit=limit or None)
+        runs = queries.list_runs(store, flow_name=flow, state=wanted, limit=limit or None)
     output.emit(as_json, lambda: [output.run_json(r) for r in runs], lambda: _show_runs(runs))
 
 
@@ -88,11 +87,10 @@ def _duration(run: FlowRunInfo) -> str:
 
 def state_name(text: str) -> str:
     """A state's class name from any capitalisation: ``failed`` -> ``Failed``."""
-    names = [n for n in state_classes.__all__ if n[0].isupper() and n != "State"]
-    for name in names:
-        if name.lower() == text.lower():
-            return name
-    raise UsageError(f"--state {text!r} is not a state; use one of {', '.join(names)}")
+    try:
+        return queries.parse_state(text)
+    except ValueError as exc:
+        raise UsageError(f"--state {exc}") from None
 
 
 # -- show -----------------------------------------------------------------------------
@@ -115,19 +113,10 @@ def show(
     Example: cairnflow runs show last
     """
     with reading(db) as store:
-        info = store.get_flow_run(store.resolve_run_id(run_id))
-        tasks = presented_tasks(info, store.get_task_runs(info.id))
+        detail = queries.run_detail(store, run_id)
+    info, tasks = detail.run, detail.tasks
     output.emit(as_json, lambda: output.run_detail_json(info, tasks),
                 lambda: _show_run(info, tasks, all_children, db))
-
-
-def presented_tasks(info: FlowRunInfo, tasks: list[TaskRunInfo]) -> list[TaskRunInfo]:
-    """Task runs as people should see them: those left Running by a dead run are Crashed."""
-    if info.state != "Crashed":
-        return tasks
-    message = f"The process running this (pid {info.pid} on {info.host}) died."
-    return [dataclasses.replace(t, state="Crashed", message=message)
-            if t.state == "Running" else t for t in tasks]
 
 
 def _show_run(info: FlowRunInfo, tasks: list[TaskRunInfo], all_children: bool,
@@ -155,7 +144,7 @@ def _show_run(info: FlowRunInfo, tasks: list[TaskRunInfo], all_children: bool,
     _task_table(tasks, info, all_children).print()
     if not tasks:
         output.echo("(no task runs)")
-    if info.stored_state != "Success" and info.state != "Running":
+    if queries.resume_verdict(info).ok:
         output.echo()
         output.echo(f"Resume it with: {output.command_line('resume', info.id, db=db)}")
 
@@ -171,7 +160,7 @@ def _task_table(tasks: list[TaskRunInfo], info: FlowRunInfo,
                   output.clock_time(t.started_at, day),
                   output.human_duration(t.started_at, t.ended_at), t.message)
 
-    for parent, children in _by_parent(tasks):
+    for parent, children in queries.group_mapped(tasks):
         if parent is not None:
             add(parent)
         if all_children or len(children) <= CHILD_ROWS:
@@ -179,7 +168,7 @@ def _task_table(tasks: list[TaskRunInfo], info: FlowRunInfo,
                 add(child, "  ")
             continue
         _add_summary(table, children, day)
-        unsuccessful = [c for c in children if not _successful(c.state)]
+        unsuccessful = [c for c in children if not is_successful(c.state)]
         for child in unsuccessful[:CHILD_ROWS]:
             add(child, "  ")
         if len(unsuccessful) > CHILD_ROWS:
@@ -188,37 +177,13 @@ def _task_table(tasks: list[TaskRunInfo], info: FlowRunInfo,
     return table
 
 
-def _by_parent(tasks: list[TaskRunInfo]) -> list[tuple[TaskRunInfo | None, list[TaskRunInfo]]]:
-    """Task runs grouped as (task run, its mapped children), in recorded order."""
-    groups: dict[str, tuple[list[TaskRunInfo | None], list[TaskRunInfo]]] = {}
-    for t in tasks:
-        parent, children = groups.setdefault(t.task_slug, ([None], []))
-        if t.map_index is None:
-            parent[0] = t
-        else:
-            children.append(t)
-    return [(parent[0], children) for parent, children in groups.values()]
-
-
 def _add_summary(table: output.Table, children: list[TaskRunInfo], day: Any) -> None:
-    counts: dict[str, int] = {}
-    for c in children:
-        counts[c.state] = counts.get(c.state, 0) + 1
-    starts = [c.started_at for c in children if c.started_at is not None]
-    ends = [c.ended_at for c in children if c.ended_at is not None]
-    table.add(f"  [{len(children)} mapped children]", "",
-              sum(c.attempts for c in children),
-              output.clock_time(min(starts), day) if starts else "",
-              output.human_duration(min(starts), max(ends)) if starts and ends else "",
-              ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    summary = queries.summarise_children(children)
+    table.add(f"  [{summary.count} mapped children]", "", summary.attempts,
+              output.clock_time(summary.started_at, day),
+              output.human_duration(summary.started_at, summary.ended_at),
+              ", ".join(f"{n} {s}" for s, n in summary.by_state)
               + " (--all lists every child)")
-
-
-def _successful(state: str) -> bool:
-    try:
-        return issubclass(state_classes.state_from_name(state), state_classes.Success)
-    except KeyError:
-        return False
 
 
 # -- history ----------------------------------------------------------------------------
@@ -238,10 +203,8 @@ def history(
     Example: cairnflow runs history last --task extract-1
     """
     with reading(db) as store:
-        rid = store.resolve_run_id(run_id)
-        transitions = store.get_history(rid, task)
-        if task is not None and not transitions:
-            _require_task(store, rid, task)
+        rid = queries.resolve_run_id(store, run_id)
+        transitions = queries.history(store, rid, task)
     day = transitions[0].timestamp if transitions else None
 
     def show() -> None:
@@ -254,18 +217,6 @@ def history(
         table.print()
 
     output.emit(as_json, lambda: [output.transition_json(t) for t in transitions], show)
-
-
-def _require_task(store: StateStore, run_id: str, slug: str) -> list[TaskRunInfo]:
-    """The run's task runs of ``slug``; ``UnknownRunError`` naming the run's tasks if none."""
-    tasks = store.get_task_runs(run_id)
-    mine = [t for t in tasks if t.task_slug == slug]
-    if not mine:
-        slugs = list(dict.fromkeys(t.task_slug for t in tasks))
-        known = ", ".join(slugs[:12]) + (", ..." if len(slugs) > 12 else "")
-        raise UnknownRunError(f"run {run_id} has no task {slug!r}"
-                              + (f" (its tasks: {known})" if slugs else " (it has no task runs)"))
-    return mine
 
 
 # -- result ------------------------------------------------------------------------------
@@ -287,14 +238,9 @@ def result(
     Example: cairnflow runs result last add-1 --json
     """
     with reading(db) as store:
-        rid = store.resolve_run_id(run_id)
-        try:
-            blob = store.load_result(rid, slug, map_index)
-        except ResultNotFoundError as exc:
-            raise ResultNotFoundError(_why_no_result(store, rid, slug, map_index)) from exc
-        source = store.get_flow_run(rid).source_file
+        rid = queries.resolve_run_id(store, run_id)
+        value = queries.result_value(store, rid, slug, map_index)
     label = output.task_label(slug, map_index)
-    value = _load(blob, f"the result of task {label!r} of run {rid}", source)
     if not as_json:
         output.echo(repr(value))
         return
@@ -303,34 +249,6 @@ def result(
     except (TypeError, ValueError) as exc:
         fail(f"the result of task {label!r} is a {type(value).__name__}, which JSON cannot "
              f"represent ({exc}); leave out --json to print its repr")
-
-
-def _load(blob: serialize.SerializedResult, what: str, source_file: str | None) -> Any:
-    """Unpickle a result; the flow's directory is importable, as it was for the run."""
-    import os
-
-    directory = os.path.dirname(source_file) if source_file else None
-    if directory and directory not in sys.path:
-        sys.path.append(directory)
-    return serialize.load(blob, what)
-
-
-def _why_no_result(store: StateStore, run_id: str, slug: str, map_index: int | None) -> str:
-    tasks = _require_task(store, run_id, slug)
-    label = output.task_label(slug, map_index)
-    children = [t for t in tasks if t.map_index is not None]
-    wanted = [t for t in tasks if t.map_index == map_index]
-    if map_index is None and children:
-        return (f"task {slug!r} is mapped: give --map-index N for one of its "
-                f"{len(children)} children (0 to {len(children) - 1})")
-    if not wanted:
-        return f"task {slug!r} of run {run_id} has no mapped child {map_index}" + (
-            f" (it has 0 to {len(children) - 1})" if children else " (it is not mapped)")
-    task = wanted[0]
-    if not _successful(task.state) or task.state == "Skipped":
-        return f"task {label!r} of run {run_id} ended {task.state}, so it has no result"
-    return (f"task {label!r} of run {run_id} has no checkpointed result (it ran with "
-            "checkpoint=False, or its result could not be pickled)")
 
 
 # -- logs ---------------------------------------------------------------------------------
@@ -349,10 +267,8 @@ def logs(
     Example: cairnflow runs logs last --task extract-1
     """
     with reading(db) as store:
-        rid = store.resolve_run_id(run_id)
-        entries = store.get_logs(rid, task)
-        if task is not None and not entries:
-            _require_task(store, rid, task)
+        rid = queries.resolve_run_id(store, run_id)
+        entries = queries.logs(store, rid, task)
 
     def show() -> None:
         color = output.color_enabled()
@@ -388,7 +304,7 @@ def remove(
     Example: cairnflow runs rm 3f2a9c1e last
     """
     with reading(db) as store:
-        ids = list(dict.fromkeys(store.resolve_run_id(ref) for ref in run_ids))
+        ids = list(dict.fromkeys(queries.resolve_run_id(store, ref) for ref in run_ids))
         live = [rid for rid in ids if store.get_flow_run(rid).state == "Running"]
     if live and not force:
         raise UsageError(f"run {live[0]} is still running: stop it first, or use --force")

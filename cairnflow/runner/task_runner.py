@@ -24,7 +24,7 @@ from cairnflow.runner.cache import CACHE
 from cairnflow.runner.executors import TaskTimeout
 from cairnflow.states import (
     Failed, Finished, Looped, Mapped, Pending, Retrying, Running, Skipped, State, Success, TimedOut,
-    TriggerFailed, state_from_name,
+    TriggerFailed, is_reusable_by_resume, state_from_name,
 )
 from cairnflow.statestore import serialize
 
@@ -254,13 +254,9 @@ def _user_frames(tb: TracebackType | None) -> TracebackType | None:
     return tb
 
 
-REUSABLE = frozenset({"Success", "Cached", "Skipped"})
-"""Stored states whose task runs a resumed run does not run again."""
-
-
 def is_reusable(task_run: TaskRunInfo) -> bool:
     """Whether a resumed run takes this stored task run as it is instead of running it.
 
     A successful task run without a checkpointed result runs again, to produce it.
     """
-    return task_run.state == "Skipped" or (task_run.state in REUSABLE and task_run.has_result)
+    return is_reusable_by_resume(task_run.state, task_run.has_result)

@@ -276,19 +276,9 @@ class StateStore(ABC):
 
         Raises ``UnknownRunError`` or ``AmbiguousRunError`` with a message for people.
         """
-        from cairnflow.exceptions import AmbiguousRunError, UnknownRunError
+        from cairnflow.statestore.queries import resolve_run_id
 
-        if ref == "last":
-            latest = self.list_runs(limit=1)
-            if not latest:
-                raise UnknownRunError("there are no runs in this store yet")
-            return latest[0].id
-        matches = self.find_run_ids(ref, limit=2) if ref else []
-        if not matches:
-            raise UnknownRunError(f"no run matches {ref!r} (see `cairnflow runs ls`)")
-        if len(matches) > 1:
-            raise AmbiguousRunError(f"run id {ref!r} is ambiguous: give more characters")
-        return matches[0]
+        return resolve_run_id(self, ref)
 
 
 def check_claim(run_id: str, attempt: int, stored_attempt: int, stored_state: str,

@@ -14,7 +14,7 @@ from datetime import datetime
 import pendulum
 
 from cairnflow.exceptions import ResultNotFoundError, UnknownRunError
-from cairnflow.states import Finished, state_from_name
+from cairnflow.states import is_finished as _is_finished
 from cairnflow.statestore.base import (
     FlowInfo, FlowRunInfo, FlowRunRecord, LogEntry, ResumeData, StateStore, TaskKey,
     TaskRunInfo, Transition, check_claim, is_owner_alive, require_aware,
@@ -50,10 +50,6 @@ class _Run:
     results: dict[TaskKey, SerializedResult] = field(default_factory=dict)
     history: list[Transition] = field(default_factory=list)
     logs: list[LogEntry] = field(default_factory=list)
-
-
-def _is_finished(state_name: str) -> bool:
-    return issubclass(state_from_name(state_name), Finished)
 
 
 class MemoryStore(StateStore):

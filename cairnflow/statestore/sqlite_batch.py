@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 import pendulum
 
 from cairnflow.exceptions import StoreError, UnknownRunError
-from cairnflow.states import Finished, state_from_name
+from cairnflow import states
 from cairnflow.statestore.base import Transition, require_aware
 from cairnflow.statestore.result_files import StoredFile
 
@@ -137,7 +137,9 @@ class _FinishedStates(dict):
     """``finished[state name]``: whether it is a Finished state (``KeyError`` if unknown)."""
 
     def __missing__(self, name: str) -> bool:
-        done = self[name] = issubclass(state_from_name(name), Finished)
+        if name not in states.NAMES:
+            raise KeyError(name)
+        done = self[name] = name in states.FINISHED
         return done
 
 

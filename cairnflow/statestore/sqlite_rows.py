@@ -20,7 +20,7 @@ from typing import Any
 import pendulum
 
 from cairnflow.exceptions import UnknownRunError
-from cairnflow.states import Finished, state_from_name
+from cairnflow import states
 from cairnflow.statestore.base import (
     FlowInfo, FlowRunInfo, FlowRunRecord, LogEntry, TaskRunInfo, Transition,
     is_owner_alive,
@@ -44,8 +44,8 @@ def from_ts(text: str | None) -> pendulum.DateTime | None:
 
 @lru_cache(maxsize=None)
 def is_finished(state_name: str) -> bool:
-    """Whether a stored state name is a Finished state; ``KeyError`` if unknown."""
-    return issubclass(state_from_name(state_name), Finished)
+    """Whether a stored state name is a Finished state (see ``cairnflow.states``)."""
+    return states.is_finished(state_name)
 
 
 def utc_now() -> datetime:

@@ -1,0 +1,218 @@
+"""The HTML pages: server-rendered Jinja2 templates (autoescaped) over the query API.
+
+A page that shows something in progress polls itself with htmx (``hx-trigger=
+"every 1s"`` on its live section) and the server stops drawing that trigger
+once the run has ended, so updates stop by themselves.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from cairnflow import states
+from cairnflow.exceptions import ResultNotFoundError
+from cairnflow.server import views
+from cairnflow.server.api import ApiError, query_int, query_level, query_state, stores
+from cairnflow.statestore import queries as q
+
+__all__ = ["routes", "error_page", "templates"]
+
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+
+STATE_NAMES = sorted(states.NAMES)
+
+RUNS_PAGE = 50
+"""Runs per page of ``/runs``."""
+
+RESULT_BYTES = 1 << 20
+"""The largest pickled result the server will unpickle to show (1 MiB)."""
+
+RESULT_REPR_CHARS = 20_000
+
+HISTORY_ROWS = 500
+"""The run page lists at most this many transitions (the JSON API has them all)."""
+
+LOG_ROWS = 2000
+
+templates = Environment(loader=FileSystemLoader(TEMPLATE_DIR),
+                        autoescape=select_autoescape(default=True, default_for_string=True))
+
+
+def _utc(when: datetime | None) -> str:
+    return "" if when is None else f"{when.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S} UTC"
+
+
+def _clock(when: datetime | None) -> str:
+    return "" if when is None else f"{when.astimezone(timezone.utc):%H:%M:%S}"
+
+
+def _ago(when: datetime | None) -> str:
+    if when is None:
+        return "never"
+    seconds = datetime.now(timezone.utc).timestamp() - when.timestamp()
+    future = seconds < 0
+    seconds = abs(seconds)
+    if seconds < 60:
+        text = f"{int(seconds)}s"
+    elif seconds < 3600:
+        text = f"{int(seconds // 60)}m"
+    elif seconds < 86400:
+        text = f"{int(seconds // 3600)}h"
+    else:
+        text = f"{int(seconds // 86400)}d"
+    return f"in {text}" if future else f"{text} ago"
+
+
+def _duration(start: datetime | None, end: datetime | None) -> str:
+    from cairnflow.cli.output import human_duration
+
+    return human_duration(start, end)
+
+
+templates.filters.update(utc=_utc, clock=_clock, ago=_ago, kind=views.state_kind)
+templates.globals.update(duration=_duration, label=q.task_label, finished=views.is_finished,
+                         level_name=q.level_name)
+
+
+def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    """The template ``name`` with ``context``, as an HTML response."""
+    html = templates.get_template(name).render(request=request, **context)
+    return HTMLResponse(html, status_code=status)
+
+
+def error_page(request: Request, status: int, detail: str) -> Response:
+    """An error as a page (the API answers JSON instead)."""
+    return render(request, "error.html", status=status, status_code=status, detail=detail)
+
+
+# -- pages ------------------------------------------------------------------------------
+
+
+def dashboard(request: Request) -> Response:
+    """Counts by state over 24 h, running runs, recent failures, upcoming runs, agents."""
+    store = stores(request).reader()
+    since = datetime.now(timezone.utc) - timedelta(hours=24)
+    recent = [r for r in q.list_runs(store, limit=5000) if r.created_at >= since]
+    counts: dict[str, int] = {}
+    for r in recent:
+        counts[r.state] = counts.get(r.state, 0) + 1
+    running = [r for r in recent if r.state == "Running"]
+    failures = [r for r in recent if views.state_kind(r.state) in ("failed", "crashed")][:10]
+    return render(request, "dashboard.html", counts=sorted(counts.items()), running=running,
+                  failures=failures, total=len(recent))
+
+
+def runs_page(request: Request) -> Response:
+    """Runs newest first, filtered by flow, state and age."""
+    store = stores(request).reader()
+    flow = request.query_params.get("flow") or None
+    state = query_state(request)
+    hours = query_int(request, "hours")
+    runs = q.list_runs(store, flow_name=flow, state=state, limit=None if hours else RUNS_PAGE)
+    if hours:
+        since = datetime.now(timezone.utc) - timedelta(hours=hours)
+        runs = [r for r in runs if r.created_at >= since][:RUNS_PAGE]
+    flows = [f.name for f in q.list_flows(store)]
+    return render(request, "runs.html", runs=runs, flows=flows, flow=flow, state=state,
+                  hours=hours, states=STATE_NAMES)
+
+
+def flows_page(request: Request) -> Response:
+    """Every flow of the store."""
+    return render(request, "flows.html", flows=q.list_flows(stores(request).reader()))
+
+
+def run_page(request: Request) -> Response:
+    """A run: state, actions, task runs, timeline, schematic, logs and history."""
+    store = stores(request).reader()
+    detail = q.run_detail(store, request.path_params["run_id"])
+    info, tasks = detail.run, detail.tasks
+    history = store.get_history(info.id)
+    now = datetime.now(timezone.utc)
+    log_filter = _log_filter(request)
+    logs = _filtered_logs(store, info.id, log_filter)
+    task_slugs = list(dict.fromkeys(t.task_slug for t in tasks))
+    return render(
+        request, "run.html", run=info, groups=views.task_groups(tasks),
+        timelines=views.timelines(history, now), history=history[-HISTORY_ROWS:],
+        history_total=len(history), logs=logs[-LOG_ROWS:], logs_total=len(logs),
+        log_filter=log_filter, task_slugs=task_slugs, live=not views.is_finished(info.state),
+        task_count=len(tasks), can_cancel=not views.is_finished(info.state),
+        can_resume=_resumable(info), flow_id=None, schematic=None)
+
+
+def _resumable(info: Any) -> bool:
+    return q.resume_verdict(info).ok
+
+
+def _log_filter(request: Request) -> dict[str, Any]:
+    level = query_level(request)
+    return {"task": request.query_params.get("task") or "", "level": level,
+            "level_name": q.level_name(level) if level else "",
+            "q": request.query_params.get("q") or ""}
+
+
+def _filtered_logs(store: Any, run_id: str, f: dict[str, Any]) -> list[Any]:
+    entries = q.logs(store, run_id, f["task"] or None, f["level"])
+    if f["q"]:
+        needle = f["q"].lower()
+        entries = [e for e in entries if needle in e.message.lower()]
+    return entries
+
+
+def run_logs_text(request: Request) -> Response:
+    """The run's logs (filtered as on the page) as a text file to download."""
+    store = stores(request).reader()
+    run_id = q.resolve_run_id(store, request.path_params["run_id"])
+    lines = [f"{_utc(e.timestamp)}  {q.level_name(e.level):<8} "
+             f"{q.task_label(e.task_slug, e.map_index)}  {e.message}"
+             for e in _filtered_logs(store, run_id, _log_filter(request))]
+    return PlainTextResponse("\n".join(lines) + ("\n" if lines else ""), headers={
+        "content-disposition": f'attachment; filename="{run_id}.log"'})
+
+
+def run_result(request: Request) -> Response:
+    """A task's result, unpickled only because a user asked, and only when small."""
+    store = stores(request).reader()
+    run_id = q.resolve_run_id(store, request.path_params["run_id"])
+    slug = request.query_params.get("task")
+    if not slug:
+        raise ApiError(422, "query parameter 'task' (a task slug) is required")
+    map_index = query_int(request, "map_index")
+    label = q.task_label(slug, map_index)
+    text = note = None
+    try:
+        text = repr(q.result_value(store, run_id, slug, map_index, max_bytes=RESULT_BYTES))
+    except ResultNotFoundError:
+        raise
+    except ValueError as exc:  # too large to unpickle here
+        note = f"{exc}; read it with `cairnflow runs result {run_id} {slug}`."
+    except Exception as exc:  # a user's object may fail to load in any way
+        note = f"The result could not be loaded here: {exc}"
+    if text is not None and len(text) > RESULT_REPR_CHARS:
+        text = text[:RESULT_REPR_CHARS] + " …"
+        note = f"Cut to its first {RESULT_REPR_CHARS:,} characters."
+    return render(request, "result.html", run_id=run_id, label=label, text=text, note=note)
+
+
+def agents_page(request: Request) -> Response:
+    """The agents that have polled the store, with when each was last seen."""
+    return render(request, "agents.html", agents=[])
+
+
+routes = [
+    Route("/", dashboard),
+    Route("/flows", flows_page),
+    Route("/runs", runs_page),
+    Route("/flow-run/{run_id}", run_page),
+    Route("/flow-run/{run_id}/logs.txt", run_logs_text),
+    Route("/flow-run/{run_id}/result", run_result),
+    Route("/agents", agents_page),
+]

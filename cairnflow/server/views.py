@@ -1,0 +1,274 @@
+"""What the pages draw, computed from plain records: colours, the task tree, the Gantt
+timeline and the schematic's layout. No HTML here (the templates do that), no store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from cairnflow import states
+from cairnflow.states import (
+    Cancelled, Failed, Looped, Paused, Pending, Running, Skipped, Success, state_from_name,
+)
+from cairnflow.statestore import queries as q
+from cairnflow.statestore.base import TaskRunInfo, Transition
+
+__all__ = [
+    "state_kind", "is_finished", "TaskGroup", "task_groups", "Timeline", "timelines",
+    "Schematic", "schematic", "CHILD_ROWS",
+]
+
+CHILD_ROWS = 50
+"""At most this many mapped children are listed under their task (unsuccessful first)."""
+
+TIMELINE_ROWS = 300
+"""At most this many rows in one attempt's timeline."""
+
+SCHEMATIC_NODES = 400
+"""A graph with more tasks than this is not drawn."""
+
+# The first class a state is a kind of gives its colour (a UI concern, kept here).
+_KINDS: tuple[tuple[type, str], ...] = (
+    (Paused, "paused"), (Pending, "pending"), (Running, "running"), (Skipped, "skipped"),
+    (Success, "success"), (Failed, "failed"), (Cancelled, "cancelled"), (Looped, "looped"),
+)
+
+_SEVERITY = {"failed": 6, "crashed": 7, "cancelled": 5, "running": 4, "paused": 3,
+             "pending": 2, "looped": 1, "skipped": 0, "success": 0, "unknown": 0}
+
+
+@lru_cache(maxsize=None)
+def state_kind(state: str | None) -> str:
+    """The CSS kind of a state name: ``success``, ``failed``, ``crashed``, ``running`` ..."""
+    if state == "Crashed":
+        return "crashed"
+    try:
+        cls = state_from_name(state or "")
+    except KeyError:
+        return "unknown"
+    return next((kind for base, kind in _KINDS if issubclass(cls, base)), "unknown")
+
+
+def is_finished(state: str | None) -> bool:
+    """Whether a state name is final (the page stops updating)."""
+    return states.is_finished(state or "")
+
+
+def worst(states: Iterable[str]) -> str | None:
+    """The state shown for a group: the most severe of ``states``."""
+    best: str | None = None
+    for s in states:
+        if best is None or _SEVERITY[state_kind(s)] > _SEVERITY[state_kind(best)]:
+            best = s
+    return best
+
+
+# -- the task tree ----------------------------------------------------------------
+
+
+@dataclass
+class TaskGroup:
+    """A task run and its mapped children, as ``runs show`` nests them."""
+
+    slug: str
+    parent: TaskRunInfo | None
+    children: list[TaskRunInfo] = field(default_factory=list)
+    shown: list[TaskRunInfo] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def hidden(self) -> int:
+        """How many children are not listed."""
+        return len(self.children) - len(self.shown)
+
+
+def task_groups(tasks: Sequence[TaskRunInfo], all_children: bool = False) -> list[TaskGroup]:
+    """Task runs grouped as (task run, its mapped children), in recorded order."""
+    groups = [TaskGroup(children[0].task_slug if parent is None else parent.task_slug,
+                        parent, children) for parent, children in q.group_mapped(tasks)]
+    for group in groups:
+        children = group.children
+        if not children:
+            continue
+        summary = q.summarise_children(children)
+        group.counts = dict(summary.by_state)
+        if all_children or len(children) <= CHILD_ROWS:
+            group.shown = children
+        else:  # the unsuccessful first, as `runs show` does
+            shown = summary.unsuccessful[:CHILD_ROWS]
+            if len(shown) < CHILD_ROWS:
+                seen = {id(c) for c in shown}
+                shown += [c for c in children if id(c) not in seen][:CHILD_ROWS - len(shown)]
+            group.shown = shown
+    return groups
+
+
+# -- the timeline --------------------------------------------------------------------
+
+
+@dataclass
+class Bar:
+    """One task run's span in one attempt, in percent of the attempt's span."""
+
+    label: str
+    state: str
+    start: datetime
+    end: datetime | None
+    left: float = 0.0
+    width: float = 0.0
+    count: int = 1
+
+
+@dataclass
+class Timeline:
+    """One attempt's Gantt chart: a row per task run that ran in it."""
+
+    attempt: int
+    start: datetime
+    end: datetime
+    bars: list[Bar]
+    hidden: int = 0
+
+    @property
+    def seconds(self) -> float:
+        """How long the attempt's task runs took, first start to last end."""
+        return max(self.end.timestamp() - self.start.timestamp(), 0.0)
+
+
+def timelines(history: Sequence[Transition], now: datetime) -> list[Timeline]:
+    """A Gantt chart per attempt from the run's history: each Running to what ended it.
+
+    Mapped children of one task are drawn as one bar when there are many.
+    """
+    spans: dict[tuple[int, str, int | None], list[list[Any]]] = {}
+    for t in history:
+        if t.task_slug is None:
+            continue
+        key = (t.attempt, t.task_slug, t.map_index)
+        if t.state == "Running":
+            spans.setdefault(key, []).append([t.timestamp, None, "Running"])
+            continue
+        runs = spans.get(key)
+        if runs and runs[-1][1] is None:
+            runs[-1][1], runs[-1][2] = t.timestamp, t.state
+    by_attempt: dict[int, list[Bar]] = {}
+    grouped: dict[tuple[int, str], list[Bar]] = {}
+    for (attempt, slug, index), runs in spans.items():
+        label = slug if index is None else f"{slug}[{index}]"
+        for start, end, state in runs:
+            bar = Bar(label, state, start, end)
+            if index is None:
+                by_attempt.setdefault(attempt, []).append(bar)
+            else:
+                grouped.setdefault((attempt, slug), []).append(bar)
+    for (attempt, slug), bars in grouped.items():
+        rows = by_attempt.setdefault(attempt, [])
+        if len(bars) <= 20:
+            rows.extend(bars)
+            continue
+        ends = [b.end or now for b in bars]
+        rows.append(Bar(f"{slug}[…] ({len(bars)} children)", worst(b.state for b in bars) or "",
+                        min(b.start for b in bars), max(ends), count=len(bars)))
+    return [_layout(attempt, bars, now) for attempt, bars in sorted(by_attempt.items())]
+
+
+def _layout(attempt: int, bars: list[Bar], now: datetime) -> Timeline:
+    bars.sort(key=lambda b: b.start)
+    hidden = max(len(bars) - TIMELINE_ROWS, 0)
+    bars = bars[:TIMELINE_ROWS]
+    start = min(b.start for b in bars)
+    end = max((b.end or now) for b in bars)
+    span = max(end.timestamp() - start.timestamp(), 1e-6)
+    for b in bars:
+        b.left = 100.0 * (b.start.timestamp() - start.timestamp()) / span
+        b.width = max(100.0 * ((b.end or now).timestamp() - b.start.timestamp()) / span, 0.4)
+        b.width = min(b.width, 100.0 - b.left) if b.left < 100 else 0.4
+    return Timeline(attempt, start, end, bars, hidden)
+
+
+# -- the schematic --------------------------------------------------------------------
+
+
+@dataclass
+class Node:
+    """A task of the schematic, placed in its column (depth) and row."""
+
+    slug: str
+    name: str
+    mapped: bool
+    x: float
+    y: float
+    state: str | None = None
+
+
+@dataclass
+class Schematic:
+    """The flow's graph laid out left to right: nodes, edges as (x1, y1, x2, y2)."""
+
+    nodes: list[Node]
+    edges: list[tuple[float, float, float, float]]
+    width: float
+    height: float
+
+
+NODE_W, NODE_H, GAP_X, GAP_Y = 150.0, 34.0, 50.0, 14.0
+
+
+def schematic(graph: dict[str, Any] | None,
+              states: dict[str, str] | None = None) -> Schematic | None:
+    """Lay out a stored plain-data graph (``tasks`` and ``edges``) in columns by depth.
+
+    ``states`` maps a slug to its state, to colour the nodes. None when there is
+    no graph, or one too large to draw.
+    """
+    if not graph:
+        return None
+    tasks = graph.get("tasks") or []
+    if not tasks or len(tasks) > SCHEMATIC_NODES:
+        return None
+    slugs = [t["slug"] for t in tasks]
+    known = set(slugs)
+    edges = [(e["upstream"], e["downstream"]) for e in graph.get("edges") or []
+             if e.get("upstream") in known and e.get("downstream") in known]
+    depth = _depths(slugs, edges)
+    columns: dict[int, list[str]] = {}
+    for slug in slugs:
+        columns.setdefault(depth[slug], []).append(slug)
+    place: dict[str, tuple[float, float]] = {}
+    for col, members in columns.items():
+        for row, slug in enumerate(members):
+            place[slug] = (10 + col * (NODE_W + GAP_X), 10 + row * (NODE_H + GAP_Y))
+    by_slug = {t["slug"]: t for t in tasks}
+    nodes = [Node(slug, by_slug[slug].get("name") or slug, bool(by_slug[slug].get("mapped")),
+                  *place[slug], state=(states or {}).get(slug)) for slug in slugs]
+    lines = [(place[u][0] + NODE_W, place[u][1] + NODE_H / 2, place[d][0], place[d][1] + NODE_H / 2)
+             for u, d in dict.fromkeys(edges)]
+    width = 20 + (max(columns) + 1) * (NODE_W + GAP_X) - GAP_X
+    height = 20 + max(len(m) for m in columns.values()) * (NODE_H + GAP_Y) - GAP_Y
+    return Schematic(nodes, lines, width, height)
+
+
+def _depths(slugs: list[str], edges: list[tuple[str, str]]) -> dict[str, int]:
+    """Longest path from a root to each task (a cycle, impossible in a flow, stops it)."""
+    upstream: dict[str, list[str]] = {s: [] for s in slugs}
+    for u, d in edges:
+        upstream[d].append(u)
+    depth: dict[str, int] = {}
+
+    def visit(slug: str, seen: frozenset[str]) -> int:
+        if slug in depth:
+            return depth[slug]
+        if slug in seen:
+            return 0
+        ups = upstream[slug]
+        value = 0 if not ups else 1 + max(visit(u, seen | {slug}) for u in ups)
+        depth[slug] = value
+        return value
+
+    for s in slugs:
+        visit(s, frozenset())
+    return depth
