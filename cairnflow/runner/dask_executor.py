@@ -103,8 +103,14 @@ class DaskExecutor(_PooledExecutor):
                 self._threads = ThreadPoolExecutor(workers, thread_name_prefix="cairnflow-dask")
                 try:
                     yield
-                finally:
+                except BaseException:
+                    # Interrupted or stopped by an error: the run has recorded how it
+                    # ended; do not wait for task code still running on the workers.
+                    self._threads.shutdown(wait=False, cancel_futures=True)
+                    raise
+                else:
                     self._threads.shutdown(wait=True, cancel_futures=True)
+                finally:
                     client.unsubscribe_topic(self._topic)
                     if shipped is not None and self.address is not None:
                         client.unregister_worker_plugin(shipped)

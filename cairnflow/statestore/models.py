@@ -106,6 +106,10 @@ class FlowRun(StoreModel, table=True):
     started_at: str
     ended_at: str | None = None
     updated_at: str
+    # The owner's start time (clock ticks since boot), so that a later process given
+    # the same pid is not taken for the owner. Schema 2 (last, where the migration
+    # from schema 1 adds it).
+    process_start: int | None = None
 
 
 class TaskRun(StoreModel, table=True):

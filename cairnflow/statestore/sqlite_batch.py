@@ -32,9 +32,9 @@ from datetime import datetime, timezone
 
 import pendulum
 
-from cairnflow.exceptions import StoreError, UnknownRunError
+from cairnflow.exceptions import FencedOutError, StoreError, UnknownRunError
 from cairnflow import states
-from cairnflow.statestore.base import Transition, require_aware
+from cairnflow.statestore.base import Transition, fenced_out_message, require_aware
 from cairnflow.statestore.result_files import StoredFile
 
 __all__ = ["RunCache", "RunCaches", "StaleCache", "write_transitions", "NOT_MAPPED",
@@ -99,13 +99,15 @@ ON CONFLICT (id) DO UPDATE SET
     started_at = COALESCE(task_run.started_at, excluded.started_at),
     ended_at = excluded.ended_at"""
 
-# Only the rows of runs that exist (a row's run is id >> RUN_SHIFT); see the module
-# docstring.
+# Only the rows of runs that exist (a row's run is id >> RUN_SHIFT) and, fenced,
+# whose current attempt is the row's (column3): the fencing check rides in the
+# statement every batch runs anyway. See the module docstring.
 _TRANSITION_ROW = "(?, ?, ?, ?, ?, ?)"
 _INSERT_TRANSITIONS = f"""
 INSERT OR FAIL INTO state_transition (id, task_run_id, attempt, state, message, timestamp)
 SELECT * FROM (VALUES {{rows}}) AS v
-WHERE EXISTS (SELECT 1 FROM flow_run WHERE pk = v.column1 >> {RUN_SHIFT})"""
+WHERE EXISTS (SELECT 1 FROM flow_run WHERE pk = v.column1 >> {RUN_SHIFT}{{fence}})"""
+_FENCE = " AND attempt = v.column3"
 
 _INSERT_RESULT = """
 INSERT OR FAIL INTO task_result (task_run_id, serializer, python_version,
@@ -120,17 +122,20 @@ _UPDATE_FLOW_RUN_STATE = "UPDATE flow_run SET state = ?, message = ?, ended_at =
 class _Statements(dict):
     """``sql[n]``: a statement inserting ``n`` rows, made once per ``n``."""
 
-    def __init__(self, template: str, row: str) -> None:
+    def __init__(self, template: str, row: str, **fill: str) -> None:
         super().__init__()
-        self.template, self.row = template, row
+        self.template, self.row, self.fill = template, row, fill
 
     def __missing__(self, n: int) -> str:
-        sql = self[n] = self.template.format(rows=", ".join([self.row] * n))
+        sql = self[n] = self.template.format(rows=", ".join([self.row] * n), **self.fill)
         return sql
 
 
 _UPSERT_TASK_RUNS = _Statements(_TASK_RUN_UPSERT, _TASK_RUN_ROW)
-_INSERT_HISTORY = _Statements(_INSERT_TRANSITIONS, _TRANSITION_ROW)
+_INSERT_HISTORY = _Statements(_INSERT_TRANSITIONS, _TRANSITION_ROW, fence=_FENCE)
+# A new attempt's claim has checked the run already, and closes the previous
+# attempt's history in the same transaction: its rows are not fenced.
+_INSERT_CLAIM_HISTORY = _Statements(_INSERT_TRANSITIONS, _TRANSITION_ROW, fence="")
 
 
 class _FinishedStates(dict):
@@ -148,6 +153,21 @@ FINISHED = _FinishedStates()
 
 class StaleCache(StoreError):
     """The store's cache of a run no longer matches the database (see the module docstring)."""
+
+
+def check_attempts(cur: sqlite3.Cursor, writes: Sequence[Transition]) -> None:
+    """After a fenced write stored fewer rows than given: ``FencedOutError`` if a
+    run it names is now at another attempt (a deleted run is left to the caller)."""
+    seen: set[tuple[str, int]] = set()
+    for w in writes:
+        key = (w.flow_run_id, w.attempt)
+        if key in seen or w.attempt is None:
+            continue
+        seen.add(key)
+        found = cur.execute("SELECT attempt FROM flow_run WHERE id = ?",
+                            (w.flow_run_id,)).fetchone()
+        if found is not None and found[0] != w.attempt:
+            raise FencedOutError(fenced_out_message(w.flow_run_id, w.attempt, found[0]))
 
 
 class RunCache:
@@ -221,7 +241,7 @@ class RunCaches:
 
 def write_transitions(cur: sqlite3.Cursor, caches: RunCaches,
                       transitions: Sequence[Transition],
-                      files: list[StoredFile | None] | None) -> list[str]:
+                      files: list[StoredFile | None] | None, fenced: bool = True) -> list[str]:
     """Write a batch inside a write transaction.
 
     ``files`` are the result files of the transitions whose result went to a
@@ -229,7 +249,9 @@ def write_transitions(cur: sqlite3.Cursor, caches: RunCaches,
     remove once it has committed. Updates the caches as it goes: if the
     transaction does not commit, the caller must forget the runs of the batch.
     A run that finishes is forgotten (it writes no more; a resume reads it again).
-    Raises ``StaleCache`` if the cache of a run in the batch was out of date.
+    Raises ``StaleCache`` if the cache of a run in the batch was out of date,
+    and, when ``fenced``, ``FencedOutError`` if a run is at another attempt than
+    its transitions'.
     """
     finished = FINISHED
     runs: dict[str, RunCache] = {}
@@ -296,16 +318,18 @@ def write_transitions(cur: sqlite3.Cursor, caches: RunCaches,
                         result.cloudpickle_version, None, stored.path, stored.size,
                         stored.sha256)
         i += 1
+    statements = _INSERT_HISTORY if fenced else _INSERT_CLAIM_HISTORY
     try:
         if i <= MULTI_ROW_MAX:
-            cur.execute(_INSERT_HISTORY[i], history)
+            cur.execute(statements[i], history)
         else:
-            cur.executemany(_INSERT_HISTORY[1], zip(*[iter(history)] * 6))
+            cur.executemany(statements[1], zip(*[iter(history)] * 6))
     except sqlite3.IntegrityError as exc:
         if "state_transition.id" not in str(exc):
             raise
         raise StaleCache("a run of the batch was written by another store") from exc
     if cur.rowcount != i:
+        check_attempts(cur, transitions)
         raise StaleCache("a run of the batch was deleted by another store")
     if task_rows:
         n = len(task_rows) // 9
