@@ -419,7 +419,7 @@ def test_urls_name_paths(url, path):
     assert path_from_url(url) == path
 
 
-@pytest.mark.parametrize("url", ["postgresql://host/db", "mysql://x", "sqlite:///x.db?mode=ro",
+@pytest.mark.parametrize("url", ["postgresql://127.0.0.1:1/db", "mysql://x", "sqlite:///x.db?mode=ro",
                                  "sqlite://host/x.db"])
 def test_unsupported_urls_are_store_errors(url):
     with pytest.raises(StoreError):

@@ -1,7 +1,9 @@
 """The StateStore contract, run against every store (huey's StorageTests style).
 
 Each test takes the ``store`` fixture, which is parametrized over the
-in-memory reference store and the SQLite store on a real file.
+in-memory reference store, the SQLite store on a real file and the PostgreSQL
+store on a real server (a schema of its own per test; skipped without a server,
+see ``conftest.pg_url``).
 """
 
 from __future__ import annotations
@@ -20,16 +22,21 @@ from cairnflow.exceptions import AmbiguousRunError, ResultNotFoundError, Unknown
 from cairnflow.statestore.base import FlowRunRecord, LogEntry, StateStore, Transition
 from cairnflow.statestore.memory import MemoryStore
 from cairnflow.statestore.serialize import dump, load
+from cairnflow.statestore.postgres import PostgresStore
 from cairnflow.statestore.sqlite import SQLiteStore
 
 T0 = pendulum.datetime(2024, 5, 1, 12, 0, 0, tz="UTC")
 HOST = socket.gethostname()
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def store(request, tmp_path):
-    made: StateStore = MemoryStore() if request.param == "memory" else \
-        SQLiteStore(tmp_path / "cairnflow.db")
+    if request.param == "memory":
+        made: StateStore = MemoryStore()
+    elif request.param == "sqlite":
+        made = SQLiteStore(tmp_path / "cairnflow.db")
+    else:
+        made = PostgresStore(request.getfixturevalue("pg_url"))
     yield made
     made.close()
 
@@ -493,7 +500,8 @@ def second_handle(store, tmp_path):
     if isinstance(store, MemoryStore):
         yield store
         return
-    other = SQLiteStore(store.path)
+    other = PostgresStore(store.url) if isinstance(store, PostgresStore) else \
+        SQLiteStore(store.path)
     yield other
     other.close()
 

@@ -76,12 +76,16 @@ def run_command(
     Example: cairnflow run etl.py:flow --param day=2024-05-01 --param limit=10
     """
     from cairnflow.cli.progress import Tracker, make_view
-    from cairnflow.runner.loading import split_flow_ref
+    from cairnflow.runner.loading import ScriptRun, split_flow_ref
 
     parameters = parse_params(param or [])
     chosen = make_executor(executor, dask_address)
     path, variable = split_flow_ref(flow_ref)
-    flow = _load(path, variable)
+    trackers: list[Tracker] = []
+    script = ScriptRun(_script_wrap(parameters, chosen, db, trackers))
+    flow = _load(path, variable, script)  # the file's own flow.run() calls run here
+    if flow is None:
+        raise typer.Exit(_report_script(script.runs, trackers, db))
     check_params(flow, parameters)
     view = make_view(flow.name)
     tracker = Tracker(view, tasks=len(flow.tasks))
@@ -147,8 +151,8 @@ def parse_params(items: list[str]) -> dict[str, Any]:
     return values
 
 
-def check_params(flow: Flow, values: dict[str, Any]) -> None:
-    """Refuse unknown and missing parameters before anything is recorded."""
+def check_params(flow: Flow, values: dict[str, Any], missing_too: bool = True) -> None:
+    """Refuse unknown (and missing) parameters before anything is recorded."""
     declared = {p.name: p for p in flow.parameters()}
     unknown = sorted(set(values) - set(declared))
     if unknown:
@@ -156,7 +160,7 @@ def check_params(flow: Flow, values: dict[str, Any]) -> None:
                  else "it takes no parameters")
         raise UsageError(f"flow {flow.name!r} has no parameter {unknown[0]!r} ({takes})")
     missing = sorted(n for n, p in declared.items() if p.required and n not in values)
-    if missing:
+    if missing and missing_too:
         given = " ".join(f"--param {n}=VALUE" for n in missing)
         raise MissingParameterError(
             f"flow {flow.name!r} needs parameter{'s' if len(missing) > 1 else ''} "
@@ -195,13 +199,41 @@ def make_executor(name: ExecutorName | None, dask_address: str | None = None) ->
     return LocalDaskExecutor(scheduler=name.value)
 
 
-def _load(path: str, variable: str | None) -> Flow:
-    from cairnflow.runner.loading import load_flow_from_file
+def _load(path: str, variable: str | None, script: Any) -> Flow | None:
+    """The file's flow to run; None when the file ran its own (``script.runs``)."""
+    from cairnflow.runner.loading import run_flow_file
 
-    with warnings.catch_warnings():
-        # The file's own `flow.run()` is skipped while it loads; the CLI runs the flow.
-        warnings.filterwarnings("ignore", message=r"flow\.run\(\) was called while")
-        return load_flow_from_file(path, variable)
+    return run_flow_file(path, variable, script)
+
+
+def _script_wrap(parameters: dict[str, Any], chosen: Executor | None, db: str | None,
+                 trackers: list[Tracker]) -> Any:
+    """How each ``flow.run()`` of the file runs: with this command's options and view."""
+    from cairnflow.cli.progress import Tracker, make_view
+    from cairnflow.runner.loading import script_run
+
+    def wrap(flow: Flow, start: Any) -> State:
+        script = script_run()
+        try:
+            check_params(flow, parameters, missing_too=False)
+            view = make_view(flow.name)
+            tracker = Tracker(view, tasks=len(flow.tasks))
+            trackers.append(tracker)
+            return _follow(view, tracker, db, lambda: start({
+                "parameters": parameters, "executor": chosen, "store": db,
+                "on_transition": tracker}))
+        except BaseException as exc:  # ours (bad --param, Ctrl-C): not the file's error
+            if script is not None:
+                script.error = exc
+            raise
+
+    return wrap
+
+
+def _report_script(states: list[State], trackers: list[Tracker], db: str | None) -> int:
+    """Report each run the file made; 0 only when every one succeeded."""
+    statuses = [report(state, tracker, db) for state, tracker in zip(states, trackers)]
+    return FAILED if any(status != OK for status in statuses) else OK
 
 
 def _recorded_flow(store: StateStore, info: FlowRunInfo) -> Flow:

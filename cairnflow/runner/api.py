@@ -26,7 +26,9 @@ from cairnflow.exceptions import (
 from cairnflow.runner import logs
 from cairnflow.runner.executors import Executor, LocalExecutor
 from cairnflow.runner.flow_runner import FlowRun, FlowRunner
-from cairnflow.runner.loading import is_loading, load_flow_from_file
+from cairnflow.runner.loading import (
+    ScriptRun, _script_run, is_loading, load_flow_from_file, script_run, skip_run,
+)
 from cairnflow.states import State, Success
 from cairnflow.statestore import serialize
 from cairnflow.states import INTERRUPTIBLE
@@ -49,16 +51,42 @@ def run_flow(flow: Flow, parameters: dict[str, Any] | None = None,
              **kwargs: Any) -> State | None:
     """Run ``flow`` durably (see ``Flow.run``)."""
     if is_loading() or _in_spawned_bootstrap():
+        skip_run(flow)
         warnings.warn("flow.run() was called while the flow file was being loaded; "
                       "it is skipped (guard it with `if __name__ == '__main__':`).", stacklevel=3)
         return None
     values = _collect_parameters(flow, parameters, kwargs)
+    script = script_run()
+    if script is not None:  # `cairnflow run FILE` lends its store, executor and view
+        return _run_in_script(script, flow, values, executor, context, task_states)
     with _open_store(store) as opened:
         if flow.schedule is not None and run_on_schedule is not False:
             return _run_on_schedule(flow, values, executor, opened, on_transition, context,
                                     task_states)
         return _start(flow, values, executor, opened, on_transition, context,
                       task_states=task_states)
+
+
+def _run_in_script(script: ScriptRun, flow: Flow, values: dict[str, Any],
+                   executor: Executor | None, context: dict[str, Any] | None,
+                   task_states: dict | None) -> State:
+    """One ``flow.run()`` of a file that ``cairnflow run`` executes: it runs once,
+    now, with the command line's options (its ``--param`` values win)."""
+    def start(options: dict[str, Any]) -> State:
+        token = _script_run.set(None)  # a flow run inside a task is a run of its own
+        try:
+            return run_flow(flow, parameters={**values, **options.get("parameters", {})},
+                            executor=options.get("executor") or executor,
+                            store=options.get("store"),
+                            run_on_schedule=options.get("run_on_schedule", False),
+                            on_transition=options.get("on_transition"), context=context,
+                            task_states=task_states)
+        finally:
+            _script_run.reset(token)
+
+    state = script.wrap(flow, start)
+    script.runs.append(state)
+    return state
 
 
 def _start(flow: Flow, parameters: dict[str, Any], executor: Executor | None,

@@ -89,8 +89,9 @@ def path_from_url(url: str) -> str:
         return os.path.expanduser(url)
     scheme, _, rest = url.partition("://")
     if scheme.lower() not in ("sqlite", "sqlite+pysqlite"):
-        raise StoreError(f"only SQLite is supported today, not {scheme!r}: give a URL like "
-                         "sqlite:////path/to/cairnflow.db")
+        raise StoreError(f"unknown store URL scheme {scheme!r}: give a URL like "
+                         "sqlite:////path/to/cairnflow.db or "
+                         "postgresql+psycopg://user:password@host/dbname")
     if "?" in rest:
         raise StoreError(f"URL options are not supported in {url!r}: remove the '?...' part")
     if rest in ("", "/", "/:memory:"):

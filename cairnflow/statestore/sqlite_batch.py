@@ -37,7 +37,8 @@ from cairnflow import states
 from cairnflow.statestore.base import Transition, fenced_out_message, require_aware
 from cairnflow.statestore.result_files import StoredFile
 
-__all__ = ["RunCache", "RunCaches", "StaleCache", "write_transitions", "NOT_MAPPED",
+__all__ = ["RunCache", "RunCaches", "StaleCache", "BatchPlan", "plan_transitions",
+           "execute_plan", "write_transitions", "NOT_MAPPED",
            "RUN_SHIFT", "run_range", "MULTI_ROW_MAX", "ts"]
 
 NOT_MAPPED = -1
@@ -239,6 +240,35 @@ class RunCaches:
         self.runs.clear()
 
 
+class BatchPlan:
+    """The rows one batch of transitions writes, planned once for every SQL store.
+
+    Attributes:
+        count: how many transitions (and so history rows) the batch has.
+        history: the history rows, flat: ``(id, task_run_id, attempt, state,
+            message, timestamp)`` repeated.
+        task_rows: the task-run upserts, flat and in order: ``(id, slug,
+            map_index, name, state, message, attempts to add, started_at,
+            ended_at)`` repeated; one task run may appear more than once.
+        results: the result rows to insert, by task run id: ``(task_run_id,
+            serializer, python_version, cloudpickle_version, data, path, size,
+            sha256)``.
+        deletes: task run ids whose earlier result this batch replaces, or None.
+        flows: ``(state, message, ended_at, pk)`` updates of flow runs, in
+            order, or None.
+    """
+
+    __slots__ = ("count", "history", "task_rows", "results", "deletes", "flows")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.history: list = []
+        self.task_rows: list = []
+        self.results: dict[int, tuple] | None = None
+        self.deletes: list[int] | None = None
+        self.flows: list[tuple] | None = None
+
+
 def write_transitions(cur: sqlite3.Cursor, caches: RunCaches,
                       transitions: Sequence[Transition],
                       files: list[StoredFile | None] | None, fenced: bool = True) -> list[str]:
@@ -253,12 +283,23 @@ def write_transitions(cur: sqlite3.Cursor, caches: RunCaches,
     and, when ``fenced``, ``FencedOutError`` if a run is at another attempt than
     its transitions'.
     """
+    return execute_plan(cur, plan_transitions(cur, caches, transitions, files), transitions,
+                        fenced)
+
+
+def plan_transitions(cur: object, caches: RunCaches, transitions: Sequence[Transition],
+                     files: list[StoredFile | None] | None) -> BatchPlan:
+    """The rows of a batch, from the caches (runs not cached are read with ``cur``).
+
+    Advances the caches as if the batch were written (see ``write_transitions``).
+    """
     finished = FINISHED
+    plan = BatchPlan()
     runs: dict[str, RunCache] = {}
     run_id_now: str | None = None
     run: RunCache = None  # type: ignore[assignment]
-    task_rows: list = []
-    history: list = []
+    task_rows = plan.task_rows
+    history = plan.history
     results: dict[int, tuple] | None = None
     deletes: list[int] | None = None
     flows: list[tuple] | None = None
@@ -267,7 +308,7 @@ def write_transitions(cur: sqlite3.Cursor, caches: RunCaches,
         if run_id != run_id_now:
             run = runs.get(run_id)  # type: ignore[assignment]
             if run is None:
-                run = runs[run_id] = caches.get(cur, run_id)
+                run = runs[run_id] = caches.get(cur, run_id)  # type: ignore[arg-type]
             run_id_now = run_id
         stamp = ts(when)
         seq = run.next_seq
@@ -318,6 +359,14 @@ def write_transitions(cur: sqlite3.Cursor, caches: RunCaches,
                         result.cloudpickle_version, None, stored.path, stored.size,
                         stored.sha256)
         i += 1
+    plan.count, plan.results, plan.deletes, plan.flows = i, results, deletes, flows
+    return plan
+
+
+def execute_plan(cur: sqlite3.Cursor, plan: BatchPlan, transitions: Sequence[Transition],
+                 fenced: bool = True) -> list[str]:
+    """Write a planned batch with SQLite; the result files it replaced."""
+    i, history, task_rows = plan.count, plan.history, plan.task_rows
     statements = _INSERT_HISTORY if fenced else _INSERT_CLAIM_HISTORY
     try:
         if i <= MULTI_ROW_MAX:
@@ -338,17 +387,18 @@ def write_transitions(cur: sqlite3.Cursor, caches: RunCaches,
         else:
             cur.executemany(_UPSERT_TASK_RUNS[1], zip(*[iter(task_rows)] * 9))
     replaced = []
-    if deletes is not None:
-        for task_run_id in deletes:
+    if plan.deletes is not None:
+        for task_run_id in plan.deletes:
             old = cur.execute(_DELETE_RESULT, (task_run_id,)).fetchone()
             if old is not None and old[0] is not None:
                 replaced.append(old[0])
+    results = plan.results
     if results is not None:
         if len(results) == 1:
             for row in results.values():
                 cur.execute(_INSERT_RESULT, row)
         else:
             cur.executemany(_INSERT_RESULT, results.values())
-    if flows is not None:
-        cur.executemany(_UPDATE_FLOW_RUN_STATE, flows)
+    if plan.flows is not None:
+        cur.executemany(_UPDATE_FLOW_RUN_STATE, plan.flows)
     return replaced

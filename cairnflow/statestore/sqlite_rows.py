@@ -182,7 +182,7 @@ def list_runs(cur: sqlite3.Cursor | None, flow_name: str | None, state: str | No
         params.append(state)
     sql = (f"SELECT {_RUN_INFO_COLUMNS} FROM flow_run r JOIN flow f ON f.id = r.flow_id"
            + (" WHERE " + " AND ".join(where) if where else "")
-           + " ORDER BY r.created_at DESC, r.rowid DESC")
+           + " ORDER BY r.created_at DESC, r.pk DESC")
     if limit is not None and not live_filter:
         sql += f" LIMIT {int(limit)}"
     now = utc_now()
@@ -221,11 +221,15 @@ def flows(cur: sqlite3.Cursor | None) -> list[FlowInfo]:
     if cur is None:
         return []
     now = utc_now()
-    # SQLite takes the bare columns from the row that holds MAX(created_at).
+    # Each flow's newest run by the (flow_id, created_at) index; no bare columns
+    # beside an aggregate, which only SQLite allows.
     found = cur.execute(
-        "SELECT f.name, COUNT(*), r.id, r.state, r.pid, r.host, r.updated_at, "
-        "r.process_start, MAX(r.created_at) FROM flow_run r JOIN flow f ON f.id = r.flow_id "
-        "GROUP BY f.id ORDER BY f.name").fetchall()
+        "SELECT f.name, c.runs, r.id, r.state, r.pid, r.host, r.updated_at, r.process_start, "
+        "r.created_at FROM flow f "
+        "JOIN (SELECT flow_id, COUNT(*) AS runs FROM flow_run GROUP BY flow_id) c "
+        "ON c.flow_id = f.id JOIN flow_run r ON r.pk = (SELECT l.pk FROM flow_run l "
+        "WHERE l.flow_id = f.id ORDER BY l.created_at DESC, l.pk DESC LIMIT 1) "
+        "ORDER BY f.name").fetchall()
     return [FlowInfo(name=name, runs=count, last_run_id=run_id,
                      last_state=reported_state(state, pid, host, updated, now, started),
                      last_run_at=from_ts(created))
