@@ -294,3 +294,178 @@ def test_a_run_taken_over_from_another_host_stops_at_once_and_records_nothing_mo
     finally:
         store.close()
     world.check_store(run_id)
+
+
+# -- items 5 and 6: Ctrl-C stops at once and closes what it interrupted -------------------
+
+SLEEPERS = """
+    import os
+    import time
+
+    from cairnflow import Flow, context, task
+
+    EXECUTIONS = os.environ["REL_EXECUTIONS"]
+
+
+    def executed(name, what="ran"):
+        with open(EXECUTIONS, "a") as f:
+            f.write(f"{name} {context.flow_run_attempt} {what}\\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+    @task
+    def first():
+        executed("first")
+        return 1
+
+
+    @task
+    def slow(x):
+        executed(context.task_slug)
+        if context.flow_run_attempt == 1:
+            time.sleep(120)
+        return x + 1
+
+
+    @task
+    def join(a, b):
+        executed("join")
+        return a + b
+
+
+    with Flow("sleepers") as flow:
+        x = first()
+        join(slow(x), slow(x))
+"""
+
+
+@pytest.mark.parametrize("executor", ["local", "threads", "processes"])
+def test_ctrl_c_stops_the_run_at_once_and_records_running_task_runs_cancelled(
+        world, executor, monkeypatch):
+    from cairnflow.runner.api import resume_run
+
+    monkeypatch.setenv("REL_EXECUTIONS", str(world.executions))
+
+    world.flow(SLEEPERS)
+    proc = world.start("run", "flow.py", "--executor", executor, new_session=True)
+    sleeping = ["slow-1"] if executor == "local" else ["slow-1", "slow-2"]
+    for slug in sleeping:
+        world.wait_executed((slug, 1, "ran"))
+    os.killpg(proc.popen.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole group
+    assert proc.wait(timeout=30) == 130  # the tasks would sleep for two minutes
+    run_id = world.only_run()
+    assert "Traceback" not in proc.stderr()
+    assert error_lines(proc.stderr()) == [
+        f"Error: interrupted: run {run_id} was recorded as Cancelled; resume it with "
+        f"cairnflow resume {run_id}"]
+    store = world.store()
+    try:
+        assert store.get_flow_run(run_id).stored_state == "Cancelled"
+        states = {t.task_slug: t.state for t in store.get_task_runs(run_id)}
+        for slug in sleeping:
+            assert states[slug] == "Cancelled"
+            assert [(t.state, t.attempt) for t in store.get_history(run_id, slug)][-2:] == [
+                ("Running", 1), ("Cancelled", 1)]
+        assert states["first-1"] == "Success"
+    finally:
+        store.close()
+    world.check_store(run_id)
+    assert resume_run(run_id, store=f"sqlite:///{world.db}").is_successful()
+    assert sorted(e for e in world.executed() if e[1] == 2) == sorted(
+        [("join", 2, "ran"), ("slow-1", 2, "ran"), ("slow-2", 2, "ran")])
+    assert [e for e in world.executed() if e[0] == "first"] == [("first", 1, "ran")]
+    world.check_store(run_id)
+
+
+# -- items 4 and 5: a write that fails ends the run Failed, with the reason ----------------
+
+BIG_RESULT = """
+    from cairnflow import Flow, task
+
+
+    @task
+    def small():
+        return 1
+
+
+    @task
+    def big(x):
+        return bytes(6 << 20)  # 6 MiB: a result file
+
+
+    @task
+    def after(data):
+        return len(data)
+
+
+    with Flow("big") as flow:
+        after(big(small()))
+"""
+
+
+def assert_closed(store, run_id: str, reason: str) -> None:
+    """The run is Failed for ``reason`` and no task run of it is left unfinished."""
+    run = store.get_flow_run(run_id)
+    assert (run.state, run.stored_state) == ("Failed", "Failed")
+    assert reason in run.message
+    tasks = {t.task_slug: t for t in store.get_task_runs(run_id)}
+    assert [(t.state, t.attempt) for t in store.get_history(run_id, "big-1")][-2:] == [
+        ("Running", 1), ("Failed", 1)]
+    assert reason in tasks["big-1"].message
+    assert tasks["small-1"].state == "Success"
+    assert not [t for t in tasks.values() if t.state in ("Running", "Retrying", "Looped")]
+    assert crashkit.history_problems(run_id, store) == []
+
+
+def test_a_result_that_cannot_be_written_fails_the_run_and_closes_its_task_run(tmp_path):
+    from cairnflow.exceptions import StoreError
+    from cairnflow.runner.loading import load_flow_from_file
+
+    path = tmp_path / "big.py"
+    path.write_text(textwrap.dedent(BIG_RESULT))
+    db = tmp_path / "db" / "cairnflow.db"
+    db.parent.mkdir()
+    (db.parent / "results").write_text("not a directory")  # a bad results directory
+    flow = load_flow_from_file(str(path))
+    with pytest.raises(StoreError, match="cannot write a result file"):
+        flow.run(store=f"sqlite:///{db}")
+    store = open_store(f"sqlite:///{db}", readonly=True)
+    try:
+        [run] = store.list_runs()
+        assert_closed(store, run.id, "cannot write a result file")
+    finally:
+        store.close()
+    assert crashkit.integrity(db) == "ok"
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MiB tmpfs (root only; skipped where mounting is not permitted)."""
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_while_writing_a_result_file_is_failed_not_crashed(world, small_disk):
+    world.flow(BIG_RESULT)
+    world.home = small_disk / "home"
+    world.db = world.home / "cairnflow.db"
+    result = world.cli("run", "flow.py")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    [line] = error_lines(result.stderr)
+    assert "cannot write a result file" in line and "No space left on device" in line
+    assert list(small_disk.rglob("*.tmp")) == []  # the partial file did not stay
+    store = world.store()
+    try:
+        [run] = store.list_runs()
+        assert_closed(store, run.id, "No space left on device")
+    finally:
+        store.close()
+    assert crashkit.integrity(world.db) == "ok"

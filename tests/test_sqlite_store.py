@@ -289,6 +289,16 @@ def test_a_database_of_schema_1_is_upgraded_to_2_and_its_runs_resume(tmp_path, m
 # -- large results in files -----------------------------------------------------------
 
 
+def test_a_resume_removes_temporary_result_files_a_killed_attempt_left(store, db):
+    run_dir = db.parent / "results" / "run-1"
+    run_dir.mkdir(parents=True)
+    (run_dir / ".abc.pkl.tmp").write_bytes(b"half a result")
+    (run_dir / "kept.pkl").write_bytes(b"a whole one")
+    store.record_transitions([tr("Crashed")])
+    store.record_flow_run(FlowRunRecord(**{**record().__dict__, "attempt": 2}))
+    assert sorted(p.name for p in run_dir.iterdir()) == ["kept.pkl"]
+
+
 def result_files(db: Path) -> list[Path]:
     return sorted((db.parent / "results").rglob("*.pkl"))
 

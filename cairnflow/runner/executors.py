@@ -174,8 +174,13 @@ def _exit_with_parent(parent_pid: int) -> None:
     """In a worker process: exit as soon as the flow's process is gone.
 
     A killed flow must not leave workers finishing its tasks behind the back
-    of the run that resumes it.
+    of the run that resumes it. Ctrl-C (which a terminal sends to every process
+    of the group) is left to the flow's process, which records the run as
+    Cancelled and stops the workers; a worker would only print a traceback.
     """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def watch() -> None:
         while os.getppid() == parent_pid:

@@ -9,6 +9,7 @@ into children, which run like any task run.
 from __future__ import annotations
 
 import logging
+import re
 from collections import deque
 from collections.abc import Callable, Iterable, Sized
 from concurrent.futures import FIRST_COMPLETED, Future, wait
@@ -349,6 +350,18 @@ class FlowRunner:
 
 def _mapped_message(count: int) -> str:
     return f"Mapped {count} task runs."
+
+
+def mapped_count(message: str | None) -> int | None:
+    """How many children a ``Mapped`` transition's message announces (None: unknown).
+
+    Progress displays count a map's children from the moment it expands.
+    """
+    match = _MAPPED.fullmatch(message or "")
+    return int(match.group(1)) if match else None
+
+
+_MAPPED = re.compile(r"Mapped (\d+) task runs\.")
 
 
 def _mapped(children: list[State]) -> Mapped:

@@ -3,10 +3,11 @@
 Durability rule (the engine's promise, documented in the README):
 
 * a task's ``Running`` is committed before its code is called;
-* every other transition, and every log record, is committed at the latest
-  together with the next ``Running``, the next heartbeat, or the end of the
-  run, whichever comes first, and always before anything that depends on it
-  runs.
+* every other transition is committed at the latest together with the next
+  ``Running``, the next log record, the next heartbeat, or the end of the run,
+  whichever comes first, and always before anything that depends on it runs;
+* a log record is committed with those transitions, or, when none waits, with
+  the next commit (at the latest the heartbeat's, or the end of the run's).
 
 So a task's ``Success`` and its result share a transaction, and a process
 killed at any instant loses at most transitions (and log lines) whose effects
@@ -73,9 +74,10 @@ class Recorder:
         """Set once the store refused a write of this attempt: nothing more is written."""
         self._pending: list[Transition] = []
         self._logs: list[LogEntry] = []
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a log record emitted while writing must not deadlock
         self._wake = threading.Event()
         self._ended = False
+        self._aborted = False
 
     def transition(self, slug: str | None, name: str | None, map_index: int | None,
                    state: State, result: SerializedResult | None = None,
@@ -129,7 +131,7 @@ class Recorder:
         with self._lock:
             if self.fenced is not None or self._ended:
                 return
-            self._ended = True
+            self._ended = self._aborted = True
             try:
                 self._flush_locked()
             except FencedOutError:
@@ -169,6 +171,12 @@ class Recorder:
         except Exception:
             log.debug("could not store log records of run %s", self.flow_run_id,
                       exc_info=True)
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the attempt was stopped (interrupted, or fenced out): task code
+        still running then finishes unrecorded and unreported."""
+        return self._aborted or self.fenced is not None
 
     def flush(self) -> None:
         """Commit every buffered transition and log record now."""
@@ -216,10 +224,12 @@ class Recorder:
                          pendulum.from_timestamp(record.created), record.levelno,
                          record.name, message_with_traceback(record), self.attempt)
         with self._lock:
-            if self.fenced is not None:
+            if self.fenced is not None or self._aborted:
                 return
             self._logs.append(entry)
-            if self._ended:
+            if self._ended or self._pending:
+                # A log record commits the transitions waiting before it (the rule
+                # above), in one transaction with it.
                 self._flush_quietly()
             elif len(self._logs) >= LOG_BATCH_MAX:
                 self._wake.set()

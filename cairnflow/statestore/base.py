@@ -41,6 +41,7 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 import socket
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -54,8 +55,8 @@ from cairnflow.statestore.serialize import SerializedResult
 
 __all__ = [
     "StateStore", "FlowRunRecord", "Transition", "LogEntry", "TaskRunInfo", "FlowRunInfo",
-    "FlowInfo", "TaskKey", "HEARTBEAT_SECONDS", "is_owner_alive", "require_aware",
-    "host_name", "process_start_time", "stale_after_seconds",
+    "FlowInfo", "TaskKey", "task_label", "split_task_label", "HEARTBEAT_SECONDS",
+    "is_owner_alive", "require_aware", "host_name", "process_start_time", "stale_after_seconds",
 ]
 
 HEARTBEAT_SECONDS = 5.0
@@ -67,6 +68,26 @@ STALE_AFTER_SECONDS = 6 * HEARTBEAT_SECONDS
 
 TaskKey = tuple[str, "int | None"]
 """(task slug, map index) — a task run's identity within its flow run."""
+
+
+def task_label(slug: str, map_index: int | None) -> str:
+    """How a task run is named wherever it is shown: ``slug``, or ``slug[3]`` for a
+    mapped child. ``split_task_label`` reads it back."""
+    return slug if map_index is None else f"{slug}[{map_index}]"
+
+
+def split_task_label(label: str) -> TaskKey:
+    """``"fetch-1[7]"`` -> ``("fetch-1", 7)``; ``"fetch-1"`` -> ``("fetch-1", None)``.
+
+    Only a trailing ``[digits]`` is a map index: ``Constant[list]-1`` is a slug.
+    """
+    match = _LABEL.fullmatch(label)
+    if match is None:
+        return label, None
+    return match.group(1), int(match.group(2))
+
+
+_LABEL = re.compile(r"(.+)\[(\d+)\]")
 
 
 @dataclass(frozen=True)

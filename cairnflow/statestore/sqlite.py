@@ -252,6 +252,8 @@ class SQLiteStore(StateStore):
                 caches.forget(run.id)  # another attempt wrote it: read it again
 
         self._write_batch(transitions, start, run.id)
+        if run.attempt > 1 and self.results is not None:
+            self.results.remove_temporaries(run.id)  # left by an attempt that was killed
 
     def record_transitions(self, transitions: Sequence[Transition],
                            logs: Sequence[LogEntry] = ()) -> None:
