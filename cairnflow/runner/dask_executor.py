@@ -28,7 +28,7 @@ from typing import Any
 
 from cairnflow.context import current
 from cairnflow.exceptions import CairnflowError
-from cairnflow.runner import remote, shipping
+from cairnflow.runner import remote
 from cairnflow.runner.executors import TaskTimeout, _PooledExecutor, abandoned
 
 __all__ = ["DaskExecutor", "DaskWorkerError"]
@@ -95,6 +95,8 @@ class DaskExecutor(_PooledExecutor):
         try:
             with _connect(Client, self.address or cluster, self.client_kwargs) as client:
                 check_workers(client, self.address or "the local cluster")
+                from cairnflow.runner import shipping  # imports Dask's plugin class
+
                 shipped = shipping.send_to(client)
                 self._client = client
                 self._topic = f"cairnflow-started-{uuid.uuid4().hex}"
