@@ -16,8 +16,6 @@ Example:
     103
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
 import importlib
 from typing import Any
 
@@ -28,11 +26,6 @@ from cairnflow.core.edge import mapped
 from cairnflow.core.functional import apply_map, tags
 from cairnflow.core.parameter import DateTimeParameter
 from cairnflow.core.resource_manager import resource_manager
-
-try:
-    __version__ = version("cairnflow")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0.0.0+unknown"
 
 __all__ = [
     "DateTimeParameter", "Flow", "Parameter", "Task", "apply_map", "case", "context",
@@ -48,7 +41,18 @@ _SUBMODULES = frozenset({
 })
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # ~0.1 s: only on demand
+
+    try:
+        return version("cairnflow")
+    except PackageNotFoundError:  # running from a source tree that was not installed
+        return "0.0.0+unknown"
+
+
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        return _version()
     if name in _SUBMODULES:
         return importlib.import_module(f"cairnflow.{name}")
     raise AttributeError(f"module 'cairnflow' has no attribute {name!r}")

@@ -369,6 +369,20 @@ def test_dask_executor_without_dask_is_a_clear_error(tmp_path, cli, db):
     assert not os.path.exists(db)
 
 
+def test_dask_address_with_another_executor_is_a_usage_error(tmp_path, cli, db):
+    result = cli("run", write_flow(tmp_path, ADD_FLOW), "--executor", "threads",
+                 "--dask-address", "tcp://127.0.0.1:1")
+    assert_one_clear_line(result, 2, "--dask-address needs --executor dask")
+    assert not os.path.exists(db)
+
+
+def test_dask_address_from_the_environment_only_serves_the_dask_executor(
+        tmp_path, cli, monkeypatch):
+    monkeypatch.setenv("CAIRNFLOW_DASK_ADDRESS", "tcp://127.0.0.1:1")
+    result = cli("run", write_flow(tmp_path, ADD_FLOW), "--executor", "threads")
+    assert result.exit_code == 0, err(result)
+
+
 def test_unknown_executor_is_a_usage_error(tmp_path, cli, db):
     result = cli("run", write_flow(tmp_path, ADD_FLOW), "--executor", "warp")
     assert result.exit_code == 2

@@ -60,6 +60,13 @@ ExecutorOption = Annotated[Optional[ExecutorName], typer.Option(
          "(default: the flow's own executor, else local).")]
 
 
+DaskAddressOption = Annotated[Optional[str], typer.Option(
+    "--dask-address", metavar="tcp://HOST:PORT", envvar="CAIRNFLOW_DASK_ADDRESS",
+    show_default=False,
+    help="Run task code on this existing Dask cluster (implies --executor dask; "
+         "$CAIRNFLOW_DASK_ADDRESS is used with --executor dask).")]
+
+
 def run_command(
     flow_ref: Annotated[str, typer.Argument(
         metavar="FILE[:VARIABLE]", show_default=False,
@@ -69,6 +76,7 @@ def run_command(
         help="A parameter value (repeatable); VALUE is JSON-decoded when it is valid "
              "JSON, else taken as a string.")] = None,
     executor: ExecutorOption = None,
+    dask_address: DaskAddressOption = None,
     schedule: Annotated[bool, typer.Option(
         "--schedule", help="Run on the flow's schedule, as flow.run() does: wait for each "
                            "scheduled time, run, repeat until the schedule ends (Ctrl-C "
@@ -89,7 +97,7 @@ def run_command(
 
     parameters = parse_params(param or [])
     level = log_level_number(verbose, log_level)
-    chosen = make_executor(executor)
+    chosen = make_executor(executor, dask_address)
     path, variable = split_flow_ref(flow_ref)
     trackers: list[Tracker] = []
     script = ScriptRun(_script_wrap(parameters, chosen, db, trackers, level))
@@ -113,7 +121,8 @@ def run_command(
     raise typer.Exit(report(state, tracker, db))
 
 
-def resume_command(run_id: RunRef, executor: ExecutorOption = None, verbose: Verbose = False,
+def resume_command(run_id: RunRef, executor: ExecutorOption = None,
+                   dask_address: DaskAddressOption = None, verbose: Verbose = False,
                    log_level: LogLevel = None, db: Db = None) -> None:
     """Resume a run that did not succeed, with its flow reloaded from its file.
 
@@ -125,7 +134,7 @@ def resume_command(run_id: RunRef, executor: ExecutorOption = None, verbose: Ver
     from cairnflow.cli.progress import make_view
 
     level = log_level_number(verbose, log_level)
-    chosen = make_executor(executor)
+    chosen = make_executor(executor, dask_address)
     from cairnflow.statestore import queries
 
     with reading(db) as store:
@@ -228,10 +237,23 @@ def check_params(flow: Flow, values: dict[str, Any], missing_too: bool = True) -
             f"{', '.join(map(repr, missing))}: add {given}")
 
 
-def make_executor(name: ExecutorName | None) -> Executor | None:
-    """The executor named on the command line; None keeps the flow's own."""
+def make_executor(name: ExecutorName | None, dask_address: str | None = None) -> Executor | None:
+    """The executor named on the command line; None keeps the flow's own.
+
+    ``--dask-address`` on the command line means Dask; taken from the environment
+    it only tells ``--executor dask`` which cluster to use.
+    """
     from cairnflow.runner.executors import LocalDaskExecutor, LocalExecutor
 
+    import os
+
+    # the same value as the environment's counts as the environment's
+    if dask_address and dask_address != os.environ.get("CAIRNFLOW_DASK_ADDRESS"):
+        if name is None:
+            name = ExecutorName.dask
+        elif name is not ExecutorName.dask:
+            raise UsageError(f"--dask-address needs --executor dask, not --executor "
+                             f"{name.value}")
     if name is None:
         return None
     if name is ExecutorName.local:
@@ -243,7 +265,7 @@ def make_executor(name: ExecutorName | None) -> Executor | None:
             fail('the dask executor needs Dask: pip install "cairnflow[dask]"', FAILED)
         from cairnflow.runner.executors import DaskExecutor
 
-        return DaskExecutor()
+        return DaskExecutor(address=dask_address or None)
     return LocalDaskExecutor(scheduler=name.value)
 
 

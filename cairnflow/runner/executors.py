@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import contextvars
+import logging
 import multiprocessing
 import os
 import threading
@@ -27,6 +28,8 @@ from typing import Any
 from cairnflow.runner import remote
 
 __all__ = ["Executor", "LocalExecutor", "LocalDaskExecutor", "DaskExecutor", "TaskTimeout"]
+
+log = logging.getLogger("cairnflow.executor")
 
 
 class TaskTimeout(Exception):
@@ -62,8 +65,13 @@ class Executor:
         return [f.result() for f in futures]
 
     def run_task_code(self, fn: Callable[..., Any], kwargs: dict[str, Any],
-                      timeout: float | None = None) -> Any:
-        """Call the task's code; raise ``TaskTimeout`` past ``timeout`` seconds."""
+                      timeout: float | None = None,
+                      on_restart: Callable[[str], None] | None = None) -> Any:
+        """Call the task's code; raise ``TaskTimeout`` past ``timeout`` seconds.
+
+        An executor that may lose a worker and start the code again elsewhere
+        (Dask) calls ``on_restart(why)`` when it does, so the engine records it.
+        """
         if timeout is None:
             return fn(**kwargs)
         return _call_with_timeout(fn, kwargs, timeout)
@@ -142,60 +150,12 @@ class LocalDaskExecutor(_PooledExecutor):
         self._threads = self._processes = None
 
     def run_task_code(self, fn: Callable[..., Any], kwargs: dict[str, Any],
-                      timeout: float | None = None) -> Any:
+                      timeout: float | None = None,
+                      on_restart: Callable[[str], None] | None = None) -> Any:
         if self._processes is None:
             return super().run_task_code(fn, kwargs, timeout)
         payload = remote.pack(fn, kwargs)
         future = self._processes.submit(remote.call, payload)
-        return _await_remote(future, timeout)
-
-
-class DaskExecutor(_PooledExecutor):
-    """Runs task code on a Dask cluster (``pip install "cairnflow[dask]"``).
-
-    Args:
-        address: the scheduler of an existing cluster; None starts a local one.
-        cluster_class: the cluster to start when no address is given
-            (``distributed.LocalCluster`` by default).
-        cluster_kwargs: passed to ``cluster_class``.
-        client_kwargs: passed to ``distributed.Client``.
-    """
-
-    parallel = True
-
-    def __init__(self, address: str | None = None, cluster_class: Any = None,
-                 cluster_kwargs: dict | None = None, client_kwargs: dict | None = None):
-        self.address = address
-        self.cluster_class = cluster_class
-        self.cluster_kwargs = dict(cluster_kwargs or {})
-        self.client_kwargs = dict(client_kwargs or {})
-        self._client: Any = None
-        self._threads: ThreadPoolExecutor | None = None
-
-    @contextmanager
-    def start(self) -> Iterator[None]:
-        try:
-            from distributed import Client, LocalCluster
-        except ImportError:
-            raise ImportError('DaskExecutor needs Dask: pip install "cairnflow[dask]"') from None
-        cluster = None
-        if self.address is None:
-            cluster = (self.cluster_class or LocalCluster)(**self.cluster_kwargs)
-        with Client(self.address or cluster, **self.client_kwargs) as client:
-            self._client = client
-            workers = max(4, sum(client.nthreads().values()))
-            self._threads = ThreadPoolExecutor(workers, thread_name_prefix="cairnflow-dask")
-            try:
-                yield
-            finally:
-                self._threads.shutdown(wait=True, cancel_futures=True)
-                self._client = self._threads = None
-                if cluster is not None:
-                    cluster.close()
-
-    def run_task_code(self, fn: Callable[..., Any], kwargs: dict[str, Any],
-                      timeout: float | None = None) -> Any:
-        future = self._client.submit(remote.call, remote.pack(fn, kwargs), pure=False)
         return _await_remote(future, timeout)
 
 
@@ -230,14 +190,21 @@ def _exit_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, daemon=True, name="cairnflow-parent-watch").start()
 
 
-def _await_remote(future: Any, timeout: float | None) -> Any:
+def _await_remote(future: Any, timeout: float | None, where: str = "its worker process") -> Any:
     """The value of task code run elsewhere (a pool's or Dask's future), or TaskTimeout."""
     try:
         packed = future.result(timeout=timeout)
     except (FutureTimeout, TimeoutError):
         future.cancel()
+        abandoned(timeout, where)
         raise TaskTimeout() from None
     return remote.unpack(packed)
+
+
+def abandoned(timeout: float | None, where: str) -> None:
+    """Say in the run's logs that timed-out code was left running, and what that means."""
+    log.warning("The task run timed out after %gs and was abandoned: its code may still be "
+                "running on %s; its result and log lines are ignored.", timeout, where)
 
 
 def _call_with_timeout(fn: Callable[..., Any], kwargs: dict[str, Any], timeout: float) -> Any:
@@ -264,3 +231,11 @@ def _call_with_timeout(fn: Callable[..., Any], kwargs: dict[str, Any], timeout: 
         raise outcome["error"]
     return outcome["value"]
 
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DaskExecutor":  # its module imports Dask's pieces only when it starts
+        from cairnflow.runner.dask_executor import DaskExecutor
+
+        return DaskExecutor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -29,12 +29,19 @@ from cairnflow.core.flow import Flow
 from cairnflow.exceptions import FlowLoadError
 
 __all__ = ["load_flow_from_file", "split_flow_ref", "is_loading", "ScriptRun", "script_run",
-           "run_flow_file"]
+           "run_flow_file", "source_directories"]
 
 # while a file loads for resume: the flows whose flow.run() calls were skipped
 log = logging.getLogger("cairnflow.loading")
 
 _loading: ContextVar[list[Flow] | None] = ContextVar("cairnflow_loading_flow", default=None)
+_directories: set[str] = set()
+
+
+def source_directories() -> frozenset[str]:
+    """The directories of the flow files loaded in this process (their neighbours
+    are the flow's own modules, which remote workers may lack)."""
+    return frozenset(_directories)
 
 
 class ScriptRun:
@@ -148,6 +155,7 @@ def _execute(path: str, script: ScriptRun | None = None) -> ModuleType:
         raise FlowLoadError(f"cannot load {path} as Python")
     module = importlib.util.module_from_spec(spec)
     directory = os.path.dirname(path)
+    _directories.add(directory)
     if directory not in sys.path:
         sys.path.insert(0, directory)  # so the flow file can import its neighbours
     sys.modules[name] = module

@@ -1,14 +1,23 @@
 """Calling task code in another process: what is sent there and what comes back.
 
 The task's code, its arguments and the run context go over as one cloudpickle
-payload; the value (or the exception or signal raised) and the log records
-emitted come back the same way, and the flow's process handles the records as
-if they had been emitted there (a worker prints nothing itself).
+payload; the value (or the exception or signal raised, with its traceback as
+plain data) and the log records emitted come back the same way, and the flow's
+process handles the records as if they had been emitted there (a worker prints
+nothing itself).
+
+Code pickled by value keeps its file name, so a traceback from a worker names
+the user's file and line, and the flow's process fills in the source lines.
 """
 
 from __future__ import annotations
 
+import io
 import logging
+import marshal
+import traceback
+import types
+from collections import ChainMap
 from typing import Any
 
 import cloudpickle
@@ -16,14 +25,34 @@ import cloudpickle
 from cairnflow.context import current, enter, leave
 from cairnflow.runner import logs
 
+__all__ = ["pack", "call", "call_on_dask", "unpack", "remote_traceback", "dumps"]
+
 _LOCAL_ONLY = ("logger",)
+
+
+def _reduce_code(code: types.CodeType) -> tuple[Any, tuple[bytes]]:
+    # cloudpickle renames pickled code "<dynamic-code>"; marshal keeps co_filename,
+    # and needs the same Python on both sides, as cloudpickled code does anyway.
+    return marshal.loads, (marshal.dumps(code),)
+
+
+class _Pickler(cloudpickle.Pickler):
+    dispatch_table = ChainMap({types.CodeType: _reduce_code}, cloudpickle.Pickler.dispatch_table)
+
+
+def dumps(value: Any) -> bytes:
+    """cloudpickle, except that code objects keep the name of their file."""
+    buffer = io.BytesIO()
+    _Pickler(buffer, protocol=cloudpickle.DEFAULT_PROTOCOL).dump(value)
+    return buffer.getvalue()
 
 
 def pack(fn: Any, kwargs: dict[str, Any]) -> bytes:
     """The payload for ``call``: code, arguments and the current context's plain values."""
-    ctx = {k: v for k, v in current().items() if not k.startswith("_") and k not in _LOCAL_ONLY}
-    log_stdout = current().get("_stdout_buffer") is not None
-    return cloudpickle.dumps((fn, kwargs, ctx, log_stdout))
+    values = current()
+    ctx = {k: v for k, v in values.items() if not k.startswith("_") and k not in _LOCAL_ONLY}
+    log_stdout = values.get("_stdout_buffer") is not None
+    return dumps((fn, kwargs, ctx, log_stdout))
 
 
 def call(payload: bytes) -> bytes:
@@ -38,26 +67,67 @@ def call(payload: bytes) -> bytes:
     try:
         with logs.capture_stdout(log_stdout):
             try:
-                outcome = ("ok", fn(**kwargs))
+                outcome: tuple = ("ok", fn(**kwargs), None)
             except BaseException as exc:  # shipped back and re-raised in the flow's process
-                outcome = ("raised", exc)
+                outcome = ("raised", exc, _frames(exc))
             logs.flush_captured_stdout()
     finally:
         leave(token)
-    return cloudpickle.dumps((outcome, records))
+    try:
+        return cloudpickle.dumps((outcome, records))
+    except Exception as exc:  # an unpicklable value or exception: say so in one error
+        kind, value, frames = outcome
+        what = "result" if kind == "ok" else f"exception {type(value).__name__}: {value}"
+        error = RuntimeError(f"the task's {what} cannot be sent back from the worker: {exc!r}")
+        return cloudpickle.dumps((("raised", error, frames), records))
+
+
+def call_on_dask(payload: bytes, topic: str, key: str) -> bytes:
+    """``call`` on a Dask worker, first telling the flow's process that it started there
+    (Dask starts a task again elsewhere when its worker is lost)."""
+    from distributed import get_worker
+
+    worker = get_worker()
+    worker.log_event(topic, (key, worker.address))
+    return call(payload)
 
 
 def unpack(packed: bytes) -> Any:
     """In the flow's process: store the records, then return the value or re-raise."""
-    (kind, value), records = cloudpickle.loads(packed)
+    (kind, value, frames), records = cloudpickle.loads(packed)
     # Through the logger, as if emitted here: stored by the run's handler and shown
     # by whatever shows this process's records (the console, the CLI's progress).
     for fields in records:
         record = logging.makeLogRecord(fields)
         logging.getLogger(record.name).handle(record)
     if kind == "raised":
+        if frames is not None and isinstance(value, BaseException):
+            value.__cairnflow_traceback__ = frames
         raise value
     return value
+
+
+def remote_traceback(exc: BaseException) -> str | None:
+    """The traceback of an exception raised by task code in a worker, as text, from
+    the user's code down (source lines read here, where the flow's files are)."""
+    frames = getattr(exc, "__cairnflow_traceback__", None)
+    if frames is None:
+        return None
+    return "".join(frames.format()).rstrip("\n")
+
+
+def _frames(exc: BaseException) -> traceback.TracebackException | None:
+    """The exception's traceback without the frames of this module, as plain data."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_globals.get("__name__", "").startswith(
+            "cairnflow.runner"):
+        tb = tb.tb_next
+    try:
+        frames = traceback.TracebackException(type(exc), exc, tb, lookup_lines=False)
+        cloudpickle.dumps(frames)
+    except Exception:
+        return None
+    return frames
 
 
 def _plain(record: logging.LogRecord) -> dict[str, Any]:

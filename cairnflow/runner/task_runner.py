@@ -19,7 +19,7 @@ import pendulum
 
 from cairnflow.context import enter as enter_context, leave as leave_context
 from cairnflow import signals
-from cairnflow.runner import targets
+from cairnflow.runner import remote, targets
 from cairnflow.runner.cache import CACHE
 from cairnflow.runner.executors import TaskTimeout
 from cairnflow.states import (
@@ -188,7 +188,9 @@ class TaskRunner:
         ``ENDRUN``, which ends the task run as it stands and so is raised on)."""
         token = enter_context(ctx)
         try:
-            value = self.flow_run.executor.run_task_code(task.run, inputs, task.timeout)
+            value = self.flow_run.executor.run_task_code(
+                task.run, inputs, task.timeout,
+                on_restart=lambda why: self._restarted(task, ctx, why))
         except signals.PrefectStateSignal as sig:
             return sig.state
         except TaskTimeout:
@@ -199,16 +201,30 @@ class TaskRunner:
             # Stored with the task run: at 3 a.m. the traceback is what people need.
             # Named by its slug, as every face names task runs; marked, so live progress
             # shows the failure (or the retry) once, from the transitions.
-            ctx["logger"].error("Task %s failed: %r", task_label(ctx["task_slug"],
-                                                                 ctx["map_index"]), exc,
-                                exc_info=(type(exc), exc, _user_frames(exc.__traceback__)),
-                                extra={TASK_FAILED: True})
+            label = task_label(ctx["task_slug"], ctx["map_index"])
+            remote_tb = remote.remote_traceback(exc)
+            if remote_tb is not None:  # raised in a worker process
+                ctx["logger"].error("Task %s failed: %r\n%s", label, exc, remote_tb,
+                                    extra={TASK_FAILED: True})
+            else:
+                ctx["logger"].error("Task %s failed: %r", label, exc,
+                                    exc_info=(type(exc), exc, _user_frames(exc.__traceback__)),
+                                    extra={TASK_FAILED: True})
             return Failed(f"Error during execution of task: {exc!r}", result=exc)
         finally:
             if task.log_stdout:
                 self.flow_run.flush_stdout()
             leave_context(token)
         return Success("Task run succeeded.", result=value)
+
+    def _restarted(self, task: Task, ctx: dict[str, Any], why: str) -> None:
+        """The executor lost the task's code (its worker died) and started it again:
+        record the lost attempt's end and the new attempt's start, as they happened."""
+        slug, map_index = ctx["task_slug"], ctx["map_index"]
+        self.enter(task, slug, map_index, Retrying(why, start_time=pendulum.now("UTC")))
+        self.enter(task, slug, map_index, Running("Started again after a lost worker."),
+                   durable=True)
+        ctx["task_run_count"] = ctx.get("task_run_count", 1) + 1
 
     def _finish(self, task: Task, slug: str, map_index: int | None, state: State) -> State:
         """Enter the final state; a successful result (Cached too) is checkpointed with

@@ -1,0 +1,299 @@
+"""Every speed target of the engine in one table, measured in one run.
+
+Each row runs in a fresh subprocess on a fresh database in a temporary
+directory; ratios compare rows of the same run, so a busy machine slows the
+row and its baseline alike.
+
+    python benchmarks/all.py            # the full table (a few minutes)
+    python benchmarks/all.py --quick    # smaller flows
+
+Rows (targets in brackets):
+
+* durable 10,000-task chain and 10,000-child map, per task, against the raw
+  sqlite3 floor (two INSERT+COMMITs per task) [at most 2x, aim 1.5x];
+* a 2,000-child map on LocalExecutor, threads, processes and a local Dask
+  cluster, per task and against local [threads at most 1.5x local; processes
+  under 0.5 ms; Dask under 2 ms];
+* 200 tasks that each sleep 50 ms, local against 8 threads [speed-up 6x];
+* whole processes against ``python -c "import sqlite3"`` doing two commits:
+  ``import cairnflow``, a one-task flow on an existing store [3x], the first
+  run on a new store, ``cairnflow runs ls --json`` on 1,000 runs [4x];
+* a 1,000-child map on DaskExecutor, per task [under 2 ms];
+* the engine alone (in-memory store), 10,000-task chain, per task [20 µs].
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+
+ONE_TASK_FLOW = """\
+from cairnflow import Flow, task
+
+@task
+def one():
+    return 1
+
+with Flow("one") as flow:
+    one()
+"""
+
+BARE_SQLITE = """\
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+c.execute("PRAGMA journal_mode=WAL")
+c.execute("PRAGMA synchronous=NORMAL")
+c.execute("CREATE TABLE IF NOT EXISTS t (x)")
+for _ in range(2):
+    c.execute("BEGIN")
+    c.execute("INSERT INTO t VALUES (1)")
+    c.execute("COMMIT")
+"""
+
+
+# -- measured in a child process -------------------------------------------------------------
+
+
+def _flow(shape: str, n: int, sleep: float = 0.0):
+    from cairnflow import Flow, task
+
+    @task
+    def inc(x):
+        if sleep:
+            time.sleep(sleep)
+        return x + 1
+
+    @task
+    def numbers(count):
+        return list(range(count))
+
+    with Flow(f"bench-{shape}-{n}") as flow:
+        if shape == "chain":
+            value = inc(0)
+            for _ in range(n - 1):
+                value = inc(value)
+        else:
+            inc.map(numbers(n))
+    return flow
+
+
+def _executor(name: str):
+    from cairnflow import executors
+
+    if name == "local":
+        return executors.LocalExecutor()
+    if name == "threads":
+        return executors.LocalDaskExecutor(scheduler="threads", num_workers=8)
+    if name == "processes":
+        return executors.LocalDaskExecutor(scheduler="processes", num_workers=2)
+    return executors.DaskExecutor(cluster_kwargs={"n_workers": 2, "threads_per_worker": 4})
+
+
+def _reuse():
+    yield
+
+
+def durable_run(directory: str, shape: str, n: str, executor: str = "local",
+                sleep: str = "0") -> dict:
+    """One durable run on a fresh SQLite file (the executor started before the clock,
+    so a Dask cluster's start-up is not counted); seconds and µs per task."""
+    import logging
+    from contextlib import contextmanager
+
+    from cairnflow.statestore import open_store
+
+    logging.getLogger("cairnflow").setLevel(logging.WARNING)
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+    count = int(n)
+    flow = _flow(shape, count, float(sleep))
+    chosen = _executor(executor)
+    store = open_store(f"sqlite:///{os.path.join(directory, 'cairnflow.db')}")
+    started = chosen.start()
+    started.__enter__()  # keep the cluster (or pool) up around the timed run
+    chosen.start = contextmanager(_reuse)  # the run reuses it
+    begin = time.perf_counter()
+    state = flow.run(store=store, executor=chosen)
+    elapsed = time.perf_counter() - begin
+    started.__exit__(None, None, None)
+    assert state.is_successful(), state
+    return {"seconds": elapsed, "us_per_task": elapsed / count * 1e6}
+
+
+def memory_chain(directory: str, n: str) -> dict:
+    import logging
+
+    from cairnflow.statestore.memory import MemoryStore
+
+    logging.getLogger("cairnflow").setLevel(logging.WARNING)
+    flow = _flow("chain", int(n))
+    flow.run(store=MemoryStore())  # warm-up
+    begin = time.perf_counter()
+    state = flow.run(store=MemoryStore())
+    elapsed = time.perf_counter() - begin
+    assert state.is_successful(), state
+    return {"seconds": elapsed, "us_per_task": elapsed / int(n) * 1e6}
+
+
+def raw_floor(directory: str, n: str) -> dict:
+    sys.path.insert(0, HERE)
+    from store import raw_floor as floor
+
+    return floor(int(n), directory)
+
+
+MEASURES = {"run": durable_run, "memory": memory_chain, "raw": raw_floor}
+
+
+def _child(kind: str, *args: str) -> dict:
+    with tempfile.TemporaryDirectory() as directory:
+        out = subprocess.run([sys.executable, __file__, "--one", kind, directory, *args],
+                             capture_output=True, text=True, env=_env())
+        if out.returncode != 0:
+            raise SystemExit(f"{kind} {args} failed:\n{out.stderr[-3000:]}")
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, **extra}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, env.get("PYTHONPATH")) if p)
+    env.pop("CAIRNFLOW_DB_URL", None)
+    return env
+
+
+# -- whole processes ------------------------------------------------------------------------
+
+
+def _wall(argv: list[str], env: dict[str, str], repeat: int) -> float:
+    """Median wall time of ``argv`` as a new process."""
+    times = []
+    for _ in range(repeat):
+        begin = time.perf_counter()
+        subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        times.append(time.perf_counter() - begin)
+    return statistics.median(times)
+
+
+def _fill_runs(db: str, runs: int) -> None:
+    code = f"""
+import os, socket, pendulum
+from datetime import timedelta
+from cairnflow.statestore.base import FlowRunRecord, Transition
+from cairnflow.statestore import open_store
+store = open_store({f"sqlite:///{db}"!r})
+t0 = pendulum.datetime(2024, 5, 1, tz="UTC")
+batch = []
+for i in range({runs}):
+    rid = f"{{i:08x}}-0000-4000-8000-{{i:012x}}"
+    at = t0 + timedelta(minutes=i)
+    store.record_flow_run(FlowRunRecord(id=rid, flow_name=f"flow-{{i % 20}}", flow_hash="b",
+        parameters={{}}, parameters_blob=None, source_file=None, source_variable=None,
+        flow_blob=None, attempt=1, pid=os.getpid(), host=socket.gethostname(), started_at=at),
+        [Transition(rid, 1, None, None, None, "Running", "Running flow.", at)])
+    batch.append(Transition(rid, 1, None, None, None, "Success", "done", at + timedelta(seconds=3)))
+store.record_transitions(batch)
+store.close()
+"""
+    subprocess.run([sys.executable, "-c", code], env=_env(), check=True)
+
+
+def process_rows(repeat: int) -> list[tuple[str, float, float, str]]:
+    with tempfile.TemporaryDirectory() as d:
+        py = sys.executable
+        bare = _wall([py, "-c", BARE_SQLITE, os.path.join(d, "bare.db")], _env(), repeat)
+        flow_file = os.path.join(d, "one.py")
+        with open(flow_file, "w") as f:
+            f.write(ONE_TASK_FLOW)
+        run = [py, "-c", "import sys, cairnflow.runner.loading as l; "
+               "l.load_flow_from_file(sys.argv[1]).run()", flow_file]
+        home = os.path.join(d, "home")
+        subprocess.run(run, env=_env(CAIRNFLOW_HOME=home), check=True, capture_output=True)
+        existing = _wall(run, _env(CAIRNFLOW_HOME=home), repeat)
+        first = []
+        for i in range(repeat):
+            fresh = os.path.join(d, f"fresh-{i}")
+            first.append(_wall(run, _env(CAIRNFLOW_HOME=fresh), 1))
+        imported = _wall([py, "-c", "import cairnflow"], _env(), repeat)
+        db = os.path.join(d, "runs.db")
+        _fill_runs(db, 1000)
+        ls = _wall([py, "-m", "cairnflow.cli", "runs", "ls", "--json", "--db", db], _env(),
+                   repeat)
+    first_run = statistics.median(first)
+    return [
+        ('bare "import sqlite3" + 2 commits', bare, 1.0, ""),
+        ("import cairnflow", imported, imported / bare, ""),
+        ("one-task flow, existing store", existing, existing / bare, "<= 3x"),
+        ("one-task flow, first run on a new store", first_run, first_run / bare, ""),
+        ("cairnflow runs ls --json (1,000 runs)", ls, ls / bare, "<= 4x"),
+    ]
+
+
+# -- the table --------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller flows")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per process row")
+    parser.add_argument("--one", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        kind, directory, *rest = args.one
+        print(json.dumps(MEASURES[kind](directory, *rest)))
+        return
+
+    big = 2_000 if args.quick else 10_000
+    mid = 500 if args.quick else 2_000
+    dask_n = 200 if args.quick else 1_000
+    rows: list[tuple[str, str, str, str]] = []
+
+    def add(what: str, value: str, ratio: str = "", target: str = "") -> None:
+        rows.append((what, value, ratio, target))
+        print(f"  {what}: {value} {ratio}", file=sys.stderr, flush=True)
+
+    raw = _child("raw", str(big))["us_per_task"]
+    add(f"raw sqlite3 floor (2 INSERT+COMMIT per task)", f"{raw:.1f} µs/task", "1.00x floor")
+    for shape in ("chain", "map"):
+        us = _child("run", shape, str(big))["us_per_task"]
+        add(f"durable {big:,}-task {shape}", f"{us:.1f} µs/task", f"{us / raw:.2f}x floor",
+            "<= 2x")
+    local = None
+    for name in ("local", "threads", "processes", "dask"):
+        us = _child("run", "map", str(mid), name)["us_per_task"]
+        local = local or us
+        target = {"threads": "<= 1.5x local", "processes": "< 500 µs",
+                  "dask": "< 2,000 µs"}.get(name, "")
+        add(f"{mid:,}-child map, {name}", f"{us:.1f} µs/task", f"{us / local:.2f}x local",
+            target)
+    slow_local = _child("run", "map", "200", "local", "0.05")["seconds"]
+    slow_threads = _child("run", "map", "200", "threads", "0.05")["seconds"]
+    add("200 x 50 ms map, local", f"{slow_local:.2f} s")
+    add("200 x 50 ms map, 8 threads", f"{slow_threads:.2f} s",
+        f"{slow_local / slow_threads:.1f}x faster", ">= 6x")
+    for what, seconds, ratio, target in process_rows(args.repeat):
+        add(what, f"{seconds * 1000:.0f} ms", f"{ratio:.2f}x bare", target)
+    us = _child("run", "map", str(dask_n), "dask")["us_per_task"]
+    add(f"{dask_n:,}-child map, DaskExecutor (local cluster)", f"{us:.0f} µs/task", "",
+        "< 2,000 µs")
+    us = _child("memory", str(big))["us_per_task"]
+    add(f"engine alone, {big:,}-task chain, in-memory store", f"{us:.1f} µs/task", "",
+        "< 20 µs")
+
+    widths = [max(len(r[i]) for r in rows + [("what", "value", "ratio", "target")])
+              for i in range(4)]
+    print(f"{'what':<{widths[0]}}  {'value':>{widths[1]}}  {'ratio':>{widths[2]}}  target")
+    for what, value, ratio, target in rows:
+        print(f"{what:<{widths[0]}}  {value:>{widths[1]}}  {ratio:>{widths[2]}}  {target}")
+
+
+if __name__ == "__main__":
+    main()
