@@ -27,7 +27,8 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
 from cairnflow.exceptions import (
-    AmbiguousRunError, CairnflowError, ResultNotFoundError, UnknownRunError,
+    AmbiguousRunError, CairnflowError, InvalidParametersError, RunStillAliveError,
+    StoreLockedError,
 )
 from cairnflow.server import api, pages
 from cairnflow.server.security import LOOPBACK_HOSTS, HostAndOriginGuard
@@ -81,17 +82,23 @@ async def _api_error(request: Request, exc: Exception) -> Response:
 
 
 async def _cairnflow_error(request: Request, exc: Exception) -> Response:
+    """cairnflow's errors as HTTP: unknown -> 404, refused now -> 409, bad input -> 422."""
     if isinstance(exc, AmbiguousRunError):
         status = 422
-    elif isinstance(exc, (UnknownRunError, ResultNotFoundError, LookupError)):
+    elif isinstance(exc, LookupError):  # unknown run, flow, task or result
         status = 404
+    elif isinstance(exc, RunStillAliveError):
+        status = 409
+    elif isinstance(exc, ValueError):  # invalid parameters, a result too large ...
+        status = 422
+    elif isinstance(exc, StoreLockedError):
+        status = 503
     else:
-        status = getattr(exc, "http_status", 500 if not _is_user_error(exc) else 422)
-    return _respond(request, status, str(exc) or type(exc).__name__)
-
-
-def _is_user_error(exc: Exception) -> bool:
-    return isinstance(exc, ValueError)
+        status = 500
+    detail = str(exc) or type(exc).__name__
+    if request.url.path.startswith("/api/") and isinstance(exc, InvalidParametersError):
+        return api.JsonResponse({"detail": detail, "parameters": exc.names}, status_code=422)
+    return _respond(request, status, detail)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

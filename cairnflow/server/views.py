@@ -22,6 +22,9 @@ __all__ = [
     "Schematic", "schematic", "CHILD_ROWS",
 ]
 
+TASK_GROUPS = 300
+"""At most this many task runs (with their children) are listed (unsuccessful first)."""
+
 CHILD_ROWS = 50
 """At most this many mapped children are listed under their task (unsuccessful first)."""
 
@@ -104,7 +107,22 @@ def task_groups(tasks: Sequence[TaskRunInfo], all_children: bool = False) -> lis
                 seen = {id(c) for c in shown}
                 shown += [c for c in children if id(c) not in seen][:CHILD_ROWS - len(shown)]
             group.shown = shown
-    return groups
+    if all_children or len(groups) <= TASK_GROUPS:
+        return groups
+    # A very wide run: the unsuccessful first, then the rest, in recorded order.
+    keep = {id(g) for g in groups if not _ok(g)}
+    keep = set(list(keep)[:TASK_GROUPS])
+    for g in groups:
+        if len(keep) >= TASK_GROUPS:
+            break
+        keep.add(id(g))
+    return [g for g in groups if id(g) in keep]
+
+
+def _ok(group: TaskGroup) -> bool:
+    states_ = [group.parent.state] if group.parent else []
+    states_ += list(group.counts)
+    return all(states.is_successful(s) for s in states_)
 
 
 # -- the timeline --------------------------------------------------------------------
@@ -272,3 +290,44 @@ def _depths(slugs: list[str], edges: list[tuple[str, str]]) -> dict[str, int]:
     for s in slugs:
         visit(s, frozenset())
     return depth
+
+
+# -- the Run form ------------------------------------------------------------------------
+
+
+@dataclass
+class Field:
+    """One input of the Run form, typed from the parameter's default."""
+
+    name: str
+    required: bool
+    kind: str  # string, integer, number, boolean, json, auto (as the CLI's --param)
+    value: str
+    checked: bool = False
+    hint: str = ""
+
+
+def run_form(parameters: Sequence[dict[str, Any]]) -> list[Field]:
+    """Inputs for a registered flow's parameters: prefilled with defaults, typed by them."""
+    import json
+
+    fields = []
+    for p in parameters:
+        name, default, required = p["name"], p.get("default"), bool(p.get("required"))
+        if p.get("default_repr"):
+            fields.append(Field(name, False, "auto", "", hint=f"default {default} "
+                                "(set by the flow; type a value to override it)"))
+        elif isinstance(default, bool):
+            fields.append(Field(name, required, "boolean", "", checked=default))
+        elif isinstance(default, int):
+            fields.append(Field(name, required, "integer", str(default)))
+        elif isinstance(default, float):
+            fields.append(Field(name, required, "number", repr(default)))
+        elif isinstance(default, str):
+            fields.append(Field(name, required, "string", default))
+        elif isinstance(default, (list, dict)):
+            fields.append(Field(name, required, "json", json.dumps(default), hint="JSON"))
+        else:
+            fields.append(Field(name, required, "auto", "", hint="JSON, or text"
+                                if required else "JSON, or text; empty: the default (null)"))
+    return fields
