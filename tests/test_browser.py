@@ -212,8 +212,6 @@ def test_the_seeds_story_register_open_the_url_run_with_marvin(orchestra):
         page.wait_for_selector('#live[data-state="Success"]')
         assert "Hello, Marvin!" in page.locator("#logs-list").inner_text()
         shoot(page, "run.png")
-        page.goto(base + "/")
-        shoot(page, "dashboard.png")
     assert api(base, f"/api/runs/{run_id}")["parameters"] == {"name": "Marvin"}
 
 
@@ -253,6 +251,8 @@ def test_cancel_a_long_run_from_the_ui(orchestra):
         page.on("dialog", lambda d: d.accept())
         page.click('button:has-text("Cancel")')
         page.wait_for_selector('#live[data-state="Cancelled"]', timeout=10_000)
+        page.goto(base + "/")
+        shoot(page, "dashboard.png")  # after the story, a failure, a resume and a cancel
     detail = api(base, f"/api/runs/{run_id}")
     assert detail["state"] == "Cancelled"
     assert [t for t in detail["tasks"] if t["state"] == "Running"] == []
