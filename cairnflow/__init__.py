@@ -18,9 +18,16 @@ Example:
 
 from importlib.metadata import PackageNotFoundError, version
 
+import importlib
+from typing import Any
+
 from cairnflow import executors, schedules, signals, states, triggers
 from cairnflow.context import context, get_run_logger
 from cairnflow.core import Flow, Parameter, Task, case, flatten, merge, task, unmapped
+from cairnflow.core.edge import mapped
+from cairnflow.core.functional import apply_map, tags
+from cairnflow.core.parameter import DateTimeParameter
+from cairnflow.core.resource_manager import resource_manager
 
 try:
     __version__ = version("cairnflow")
@@ -28,6 +35,20 @@ except PackageNotFoundError:  # running from a source tree that was not installe
     __version__ = "0.0.0+unknown"
 
 __all__ = [
-    "Flow", "Parameter", "Task", "case", "context", "executors", "flatten", "get_run_logger",
-    "merge", "schedules", "signals", "states", "task", "triggers", "unmapped", "__version__",
+    "DateTimeParameter", "Flow", "Parameter", "Task", "apply_map", "case", "context",
+    "executors", "flatten", "get_run_logger", "mapped", "merge", "resource_manager",
+    "schedules", "signals", "states", "tags", "task", "triggers", "unmapped", "__version__",
 ]
+
+# Prefect 1's subpackages, imported on first use: ``cairnflow.engine.signals.SKIP``
+# works after a bare ``import cairnflow``, as ``prefect.engine.signals.SKIP`` did.
+_SUBMODULES = frozenset({
+    "cache_validators", "core", "engine", "results", "run_configs", "serializers", "storage",
+    "tasks", "utilities",
+})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"cairnflow.{name}")
+    raise AttributeError(f"module 'cairnflow' has no attribute {name!r}")

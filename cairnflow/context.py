@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-__all__ = ["context", "get_run_logger", "Context"]
+__all__ = ["context", "get_run_logger", "get_logger", "Context"]
 
 _current: ContextVar[Mapping[str, Any]] = ContextVar("cairnflow_context", default={})
 
@@ -93,3 +93,12 @@ def get_run_logger() -> logging.Logger:
     ctx = _current.get()
     name = ctx.get("task_name") or ctx.get("flow_name") or "run"
     return logging.getLogger(f"cairnflow.{name}")
+
+
+def get_logger(name: str | None = None) -> logging.Logger:
+    """Prefect 1's ``get_logger``: the ``cairnflow`` logger, or its child ``name``.
+
+    Records emitted inside a task run are stored with the run, as
+    ``get_run_logger()``'s are.
+    """
+    return logging.getLogger("cairnflow" if name is None else f"cairnflow.{name}")

@@ -10,6 +10,7 @@ __all__ = [
     "CairnflowError", "FlowValidationError", "MissingParameterError", "StoreError",
     "StoreLockedError", "SchemaVersionError", "UnknownRunError", "AmbiguousRunError",
     "ResultNotFoundError", "ResultLoadError", "RunStillAliveError", "FlowLoadError",
+    "FencedOutError",
 ]
 
 
@@ -59,3 +60,10 @@ class ResultLoadError(StoreError):
 
 class RunStillAliveError(CairnflowError):
     """A resume was asked for a run whose process is still running."""
+
+
+class FencedOutError(CairnflowError):
+    """This process's attempt is no longer its run's current one: another process
+    resumed the run (it looked dead), or the run was deleted. The write that
+    found it out stored nothing; the engine stops the attempt at once and
+    records nothing more."""

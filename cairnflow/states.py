@@ -26,6 +26,7 @@ __all__ = [
     "TimedOut", "ValidationFailed", "Crashed", "Cancelled", "Submitted", "state_from_name",
     "NAMES", "FINISHED", "SUCCESSFUL", "FAILED", "PENDING", "QUEUED", "REUSABLE_BY_RESUME",
     "is_finished", "is_successful", "is_failed", "is_reusable_by_resume", "parse_state_name",
+    "INTERRUPTIBLE",
 ]
 
 
@@ -284,3 +285,9 @@ def parse_state_name(text: str) -> str:
             return name
     raise ValueError(f"{text!r} is not a state; use one of "
                      f"{', '.join(n for n in _BY_NAME if n != 'State')}")
+
+
+INTERRUPTIBLE: frozenset[str] = frozenset({"Running", "Retrying", "Looped"})
+"""Task run states of an attempt still at work on it: when the attempt ends
+otherwise (Ctrl-C, an error, its process died), such a task run is closed with
+its own final transition (Cancelled, Failed or Crashed) in that attempt."""

@@ -15,3 +15,13 @@ class AddTask(Task):
 
 # initialize the task instance
 add = AddTask(default=1)
+
+# To run the snippet on its own (`python` or `cairnflow run`), put the task in a
+# flow, as the page's "Functional API" section goes on to do.
+from cairnflow import Flow
+
+with Flow("Add with a default") as flow:
+    add(1)
+
+if __name__ == "__main__":
+    flow.run()

@@ -208,8 +208,8 @@ TASK_NEXT: dict[str | None, set[str]] = {
     START: {"Running", "Mapped", "TriggerFailed", "Skipped", "Cached", "Paused", "Pending"},
     "Running": {"Success", "Failed", "TimedOut", "Retrying", "Looped", "Crashed", "Skipped",
                 "Cancelled", "Paused"},
-    "Retrying": {"Running", "Failed", "TriggerFailed"},
-    "Looped": {"Running", "Crashed"},
+    "Retrying": {"Running", "Failed", "TriggerFailed", "Crashed", "Cancelled"},
+    "Looped": {"Running", "Crashed", "Cancelled", "Failed"},
     "Crashed": {"Running"},  # the next attempt runs it again
     "Failed": {"Running", "TriggerFailed", "Skipped"},  # a later attempt
     "TimedOut": {"Running", "TriggerFailed", "Skipped"},

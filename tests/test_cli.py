@@ -889,9 +889,16 @@ def test_a_locked_database_is_a_clear_error(cli, existing_db, monkeypatch):
     assert_one_clear_line(result, 1, "locked")
 
 
-def test_a_non_sqlite_url_is_a_clear_error(cli):
-    result = make_runner().invoke(app, ["runs", "ls", "--db", "postgresql://host/db"])
-    assert_one_clear_line(result, 1, "only SQLite is supported")
+def test_an_unknown_url_scheme_is_a_clear_error(cli):
+    result = make_runner().invoke(app, ["runs", "ls", "--db", "mysql://host/db"])
+    assert_one_clear_line(result, 1, "unknown store URL scheme 'mysql'")
+
+
+def test_an_unreachable_postgres_server_is_a_clear_error(cli):
+    result = make_runner().invoke(
+        app, ["runs", "ls", "--db", "postgresql+psycopg://me:secret@127.0.0.1:1/db"])
+    assert_one_clear_line(result, 1, "cannot connect to the cairnflow database")
+    assert "secret" not in result.stdout + err(result)
 
 
 def test_the_default_database_is_under_cairnflow_home(tmp_path, cairnflow_home):

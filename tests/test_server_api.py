@@ -228,10 +228,10 @@ def test_run_page_shows_tasks_logs_and_escapes_messages(client, run_id):
 def test_run_page_log_filters(client, run_id):
     html = client.get(f"/flow-run/{run_id}?level=ERROR").text
     logs = html[html.index('id="logs-list"'):html.index('id="history"')]
-    assert "Task inc[1] failed" in logs and "Hello, Marvin!" not in logs
+    assert "Task inc-1[1] failed" in logs and "Hello, Marvin!" not in logs
     html = client.get(f"/flow-run/{run_id}?q=marvin").text
     logs = html[html.index('id="logs-list"'):html.index('id="history"')]
-    assert "Hello, Marvin!" in logs and "Task inc[1] failed" not in logs
+    assert "Hello, Marvin!" in logs and "Task inc-1[1] failed" not in logs
 
 
 def test_logs_download_is_text(client, run_id):

@@ -238,7 +238,65 @@ def test_a_missing_migration_step_is_a_clear_error(store, db, monkeypatch):
         SQLiteStore(db)
 
 
+def schema(db: Path) -> list[tuple]:
+    """Every table, index and column of a database, in a comparable form."""
+    tables = sql(db, "SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' "
+                     "ORDER BY type, name")
+    columns = [(t, c[1], c[2], c[3], c[5]) for _, t in tables
+               for c in sql(db, f"SELECT * FROM pragma_table_info('{t}')")]
+    return sorted(tables) + sorted(columns)
+
+
+def test_a_database_of_schema_1_is_upgraded_to_2_and_its_runs_resume(tmp_path, monkeypatch):
+    """``tests/data/store_v1.db`` was written by the first release (schema 1)."""
+    from cairnflow.runner.api import resume_run
+
+    db = tmp_path / "old.db"
+    db.write_bytes((REPO / "tests" / "data" / "store_v1.db").read_bytes())
+    assert sql(db, "SELECT version FROM schema_version") == [(1,)]
+    old = sorted(sql(db, "SELECT id, state, attempt FROM flow_run"))
+    history = sql(db, "SELECT * FROM state_transition ORDER BY id")
+    logs = sql(db, "SELECT * FROM log_record ORDER BY id")
+    upgraded = SQLiteStore(db)
+    assert sql(db, "SELECT version FROM schema_version") == [(2,)]
+    fresh = tmp_path / "fresh.db"
+    SQLiteStore(fresh).close()
+    assert schema(db) == schema(fresh)  # the same schema as a new database
+    assert sorted(sql(db, "SELECT id, state, attempt FROM flow_run")) == old
+    assert sql(db, "SELECT * FROM state_transition ORDER BY id") == history
+    assert sql(db, "SELECT * FROM log_record ORDER BY id") == logs
+    [failed] = upgraded.list_runs(state="Failed")
+    assert failed.state == "Failed"  # a finished v1 run, no start time recorded
+    upgraded.close()
+    monkeypatch.setenv("CAIRNFLOW_V1_FIXED", "1")
+    state = resume_run(failed.id, store=f"sqlite:///{db}")
+    assert state.is_successful()
+    reader = SQLiteStore(db, readonly=True)
+    try:
+        runs = {(t.task_slug, t.map_index): t for t in reader.get_task_runs(failed.id)}
+        # the mapped children that succeeded at schema 1 were not run again
+        assert {k: (t.state, t.attempts) for k, t in runs.items() if k[0] == "square-1"} == {
+            ("square-1", None): ("Mapped", 0), ("square-1", 0): ("Success", 1),
+            ("square-1", 1): ("Success", 1), ("square-1", 2): ("Success", 1)}
+        assert (runs[("half-1", None)].state, runs[("half-1", None)].attempts) == ("Success", 2)
+        assert load(reader.load_result(failed.id, "half-1")) == (0 + 1 + 4) // 2
+        assert reader.get_flow_run(failed.id).process_start is not None
+    finally:
+        reader.close()
+    assert sql(db, "PRAGMA integrity_check") == [("ok",)]
+
+
 # -- large results in files -----------------------------------------------------------
+
+
+def test_a_resume_removes_temporary_result_files_a_killed_attempt_left(store, db):
+    run_dir = db.parent / "results" / "run-1"
+    run_dir.mkdir(parents=True)
+    (run_dir / ".abc.pkl.tmp").write_bytes(b"half a result")
+    (run_dir / "kept.pkl").write_bytes(b"a whole one")
+    store.record_transitions([tr("Crashed")])
+    store.record_flow_run(FlowRunRecord(**{**record().__dict__, "attempt": 2}))
+    assert sorted(p.name for p in run_dir.iterdir()) == ["kept.pkl"]
 
 
 def result_files(db: Path) -> list[Path]:
@@ -371,7 +429,7 @@ def test_urls_name_paths(url, path):
     assert path_from_url(url) == path
 
 
-@pytest.mark.parametrize("url", ["postgresql://host/db", "mysql://x", "sqlite:///x.db?mode=ro",
+@pytest.mark.parametrize("url", ["postgresql://127.0.0.1:1/db", "mysql://x", "sqlite:///x.db?mode=ro",
                                  "sqlite://host/x.db"])
 def test_unsupported_urls_are_store_errors(url):
     with pytest.raises(StoreError):
@@ -590,7 +648,7 @@ def many_runs(store: SQLiteStore, db: Path, count: int) -> None:
             parameters_cloudpickle_version, source_file, source_variable, flow_blob,
             flow_serializer, flow_python_version, flow_cloudpickle_version, attempt, pid,
             host, strftime('%Y-%m-%dT%H:%M:%f000+00:00', '2024-05-01 12:00:00', i || ' seconds'),
-            started_at, ended_at, updated_at
+            started_at, ended_at, updated_at, process_start
         FROM n, flow_run WHERE flow_run.id = 'run-1'""", count)
 
 

@@ -1,7 +1,9 @@
 """The StateStore contract, run against every store (huey's StorageTests style).
 
 Each test takes the ``store`` fixture, which is parametrized over the
-in-memory reference store and the SQLite store on a real file.
+in-memory reference store, the SQLite store on a real file and the PostgreSQL
+store on a real server (a schema of its own per test; skipped without a server,
+see ``conftest.pg_url``).
 """
 
 from __future__ import annotations
@@ -20,16 +22,21 @@ from cairnflow.exceptions import AmbiguousRunError, ResultNotFoundError, Unknown
 from cairnflow.statestore.base import FlowRunRecord, LogEntry, StateStore, Transition
 from cairnflow.statestore.memory import MemoryStore
 from cairnflow.statestore.serialize import dump, load
+from cairnflow.statestore.postgres import PostgresStore
 from cairnflow.statestore.sqlite import SQLiteStore
 
 T0 = pendulum.datetime(2024, 5, 1, 12, 0, 0, tz="UTC")
 HOST = socket.gethostname()
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def store(request, tmp_path):
-    made: StateStore = MemoryStore() if request.param == "memory" else \
-        SQLiteStore(tmp_path / "cairnflow.db")
+    if request.param == "memory":
+        made: StateStore = MemoryStore()
+    elif request.param == "sqlite":
+        made = SQLiteStore(tmp_path / "cairnflow.db")
+    else:
+        made = PostgresStore(request.getfixturevalue("pg_url"))
     yield made
     made.close()
 
@@ -42,13 +49,13 @@ def dead_pid() -> int:
 
 
 def run_record(run_id="run-1", flow="etl", *, attempt=1, at=T0, pid=None, host=HOST,
-               params=None, flow_blob=None) -> FlowRunRecord:
+               params=None, flow_blob=None, process_start=None) -> FlowRunRecord:
     params = {"n": 3} if params is None else params
     return FlowRunRecord(
         id=run_id, flow_name=flow, flow_hash="hash-1", parameters=params,
         parameters_blob=dump(params), source_file="/src/etl.py", source_variable="flow",
         flow_blob=flow_blob, attempt=attempt, pid=os.getpid() if pid is None else pid,
-        host=host, started_at=at,
+        host=host, started_at=at, process_start=process_start,
     )
 
 
@@ -115,7 +122,7 @@ def test_flow_transitions_set_state_message_and_end(store):
     store.record_transitions([tr("Failed", seconds=5, message="2 tasks failed")])
     run = store.get_flow_run("run-1")
     assert (run.state, run.message, run.ended_at) == ("Failed", "2 tasks failed", T0.add(seconds=5))
-    store.record_transitions([tr("Running", seconds=9, attempt=2)])
+    store.record_flow_run(run_record(attempt=2), [tr("Running", seconds=9, attempt=2)])
     assert store.get_flow_run("run-1").ended_at is None
 
 
@@ -216,6 +223,8 @@ def test_history_is_every_transition_oldest_first(store):
 def test_history_of_one_task_includes_its_mapped_children(store):
     started(store)
     store.record_transitions([tr("Running", "a-1"), tr("Running", "b-1")])
+    store.record_transitions([tr("Failed", seconds=1)])
+    store.record_flow_run(run_record(attempt=2))
     store.record_transitions([tr("Success", "b-1", map_index=0, attempt=2)])
     history = store.get_history("run-1", task_slug="b-1")
     assert [(t.state, t.map_index, t.attempt) for t in history] == [
@@ -437,3 +446,128 @@ def test_several_threads_can_write_at_once(store):
     assert all(t.state == "Success" and t.attempts == 1 for t in store.get_task_runs("run-1"))
     assert len(store.get_history("run-1")) == 301
     assert len(store.get_logs("run-1")) == 150
+
+
+# -- fencing: only the run's current attempt writes ------------------------------------
+
+
+def test_a_fenced_out_attempt_cannot_write(store, dead_pid):
+    from cairnflow.exceptions import FencedOutError
+
+    started(store, pid=dead_pid)
+    store.record_transitions([tr("Running", "a-1", seconds=1)])
+    store.record_logs([LogEntry("run-1", "a-1", None, T0, 20, "x", "one", attempt=1)])
+    store.record_flow_run(run_record(attempt=2, at=T0.add(minutes=1)),
+                          [tr("Crashed", "a-1", seconds=59), tr("Crashed", seconds=59),
+                           tr("Running", seconds=60, attempt=2)])
+    history = store.get_history("run-1")
+    beat = store.get_flow_run("run-1").updated_at
+    with pytest.raises(FencedOutError, match="taken over by attempt 2"):
+        store.record_transitions([tr("Success", "a-1", seconds=70, result=dump(1))])
+    with pytest.raises(FencedOutError):
+        store.record_transitions([tr("Running", "b-1", seconds=70)],
+                                 [LogEntry("run-1", "b-1", None, T0, 20, "x", "two", attempt=1)])
+    with pytest.raises(FencedOutError):
+        store.record_logs([LogEntry("run-1", "a-1", None, T0, 20, "x", "three", attempt=1)])
+    with pytest.raises(FencedOutError):
+        store.heartbeat("run-1", attempt=1)
+    assert store.get_history("run-1") == history
+    assert [e.message for e in store.get_logs("run-1")] == ["one"]
+    assert not task_run(store, "a-1").has_result
+    assert store.get_flow_run("run-1").updated_at == beat
+    store.record_transitions([tr("Running", "a-1", seconds=61, attempt=2)],
+                             [LogEntry("run-1", "a-1", None, T0, 20, "x", "four", attempt=2)])
+    store.heartbeat("run-1", attempt=2)
+    assert task_run(store, "a-1").attempts == 2
+    assert [e.message for e in store.get_logs("run-1")] == ["one", "four"]
+
+
+def test_logs_travel_with_their_transitions_in_one_batch(store):
+    started(store)
+    store.record_transitions([tr("Running", "a-1")],
+                             [LogEntry("run-1", "a-1", None, T0, 20, "x", "hello", attempt=1)])
+    assert [e.message for e in store.get_logs("run-1")] == ["hello"]
+    assert task_run(store, "a-1").state == "Running"
+    with pytest.raises(UnknownRunError):
+        store.record_transitions([tr("Success", "a-1")],
+                                 [LogEntry("nope", None, None, T0, 20, "x", "lost")])
+    assert task_run(store, "a-1").state == "Running"  # all of the batch or none of it
+
+
+@pytest.fixture
+def second_handle(store, tmp_path):
+    """Another handle on the same store, as a second process would have."""
+    if isinstance(store, MemoryStore):
+        yield store
+        return
+    other = PostgresStore(store.url) if isinstance(store, PostgresStore) else \
+        SQLiteStore(store.path)
+    yield other
+    other.close()
+
+
+def test_exactly_one_of_two_concurrent_resumes_wins(store, second_handle, dead_pid):
+    from cairnflow.exceptions import RunStillAliveError
+
+    started(store, pid=dead_pid)
+    barrier = threading.Barrier(2)
+    outcomes = []
+
+    def claim(handle, pid):
+        barrier.wait()
+        try:
+            handle.record_flow_run(run_record(attempt=2, pid=pid, at=T0.add(minutes=1)),
+                                   [tr("Running", attempt=2, seconds=60)])
+            outcomes.append(("won", pid))
+        except RunStillAliveError:
+            outcomes.append(("refused", pid))
+
+    threads = [threading.Thread(target=claim, args=(h, pid))
+               for h, pid in ((store, os.getpid()), (second_handle, dead_pid))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(kind for kind, _ in outcomes) == ["refused", "won"]
+    [(_, winner)] = [o for o in outcomes if o[0] == "won"]
+    run = store.get_flow_run("run-1")
+    assert (run.attempt, run.pid) == (2, winner)
+    assert [t.attempt for t in store.get_history("run-1") if t.state == "Running"] == [1, 2]
+
+
+# -- liveness by pid, process start time and host ------------------------------------------
+
+
+def test_a_live_owner_is_alive_however_old_its_heartbeat(store, monkeypatch):
+    from cairnflow.statestore.base import process_start_time
+
+    started(store, process_start=process_start_time(os.getpid()))
+    monkeypatch.setenv("CAIRNFLOW_STALE_SECONDS", "0")  # every heartbeat is stale now
+    assert store.get_flow_run("run-1").state == "Running"
+
+
+def test_a_reused_pid_is_not_the_owner(store):
+    from cairnflow.statestore.base import process_start_time
+
+    # This pid is alive with a fresh heartbeat, but the process started at another time.
+    started(store, process_start=process_start_time(os.getpid()) - 1)
+    assert store.get_flow_run("run-1").state == "Crashed"
+
+
+def test_a_run_recorded_without_a_start_time_needs_a_fresh_heartbeat(store, monkeypatch):
+    started(store, process_start=None)
+    assert store.get_flow_run("run-1").state == "Running"
+    monkeypatch.setenv("CAIRNFLOW_STALE_SECONDS", "0")
+    assert store.get_flow_run("run-1").state == "Crashed"
+
+
+def test_another_hosts_run_is_judged_by_its_heartbeat(store, monkeypatch):
+    from cairnflow.statestore.base import process_start_time
+
+    monkeypatch.setenv("CAIRNFLOW_HOSTNAME", "host-a")
+    started(store, host="host-b", pid=os.getpid(), process_start=process_start_time(os.getpid()))
+    assert store.get_flow_run("run-1").state == "Running"
+    monkeypatch.setenv("CAIRNFLOW_STALE_SECONDS", "0")
+    assert store.get_flow_run("run-1").state == "Crashed"
+    monkeypatch.setenv("CAIRNFLOW_HOSTNAME", "host-b")  # seen from its own host: alive
+    assert store.get_flow_run("run-1").state == "Running"

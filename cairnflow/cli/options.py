@@ -14,14 +14,16 @@ from typing import Annotated, Optional
 import typer
 
 from cairnflow.statestore import StateStore, default_url, open_store
+from cairnflow.statestore.postgres_policy import is_postgres_url
 from cairnflow.statestore.sqlite import SQLiteStore, path_from_url
 
 __all__ = ["Db", "Json", "RunRef", "reading", "writing", "database_exists", "READ_LOCK_SECONDS"]
 
 Db = Annotated[Optional[str], typer.Option(
     "--db", metavar="URL", show_default=False,
-    help="The checkpoint store: a sqlite:/// URL or a file path (default: "
-         "$CAIRNFLOW_DB_URL, else $CAIRNFLOW_HOME/cairnflow.db).")]
+    help="The checkpoint store: a sqlite:/// URL, a file path or a "
+         "postgresql+psycopg:// URL (default: $CAIRNFLOW_DB_URL, else "
+         "$CAIRNFLOW_HOME/cairnflow.db).")]
 
 RunRef = Annotated[str, typer.Argument(
     metavar="RUN_ID", show_default=False,
@@ -44,9 +46,10 @@ minute-long patience.
 def reading(db: str | None) -> Iterator[StateStore]:
     """The store named by ``--db`` (or the default), opened read-only."""
     url = db or default_url()
-    path = path_from_url(url)  # a non-SQLite URL is a StoreError here
-    if path == ":memory:":
+    if is_postgres_url(url):
         store: StateStore = open_store(url, readonly=True)
+    elif (path := path_from_url(url)) == ":memory:":  # an unknown scheme is a StoreError
+        store = open_store(url, readonly=True)
     else:
         store = SQLiteStore(path, readonly=True, busy_timeout=READ_LOCK_SECONDS,
                             lock_retry=READ_LOCK_SECONDS)
@@ -67,6 +70,9 @@ def writing(db: str | None) -> Iterator[StateStore]:
 
 
 def database_exists(db: str | None) -> bool:
-    """Whether the database file is there (an in-memory one always is)."""
-    path = path_from_url(db or default_url())
+    """Whether the database file is there (an in-memory or PostgreSQL one always is)."""
+    url = db or default_url()
+    if is_postgres_url(url):
+        return True
+    path = path_from_url(url)
     return path == ":memory:" or os.path.exists(path)

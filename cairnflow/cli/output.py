@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -31,7 +32,7 @@ from cairnflow.statestore.queries import (
 )
 
 __all__ = [
-    "emit", "print_json", "Table", "echo", "fields", "run_json", "run_detail_json",
+    "emit", "print_json", "Table", "fit", "echo", "fields", "run_json", "run_detail_json",
     "task_json", "transition_json", "flow_json", "log_json", "iso", "local_time",
     "clock_time", "local_zone", "human_duration", "state_style", "style_state", "styled",
     "color_enabled", "task_label", "short_id", "command_line", "level_name",
@@ -190,8 +191,10 @@ def style_state(state: str, enabled: bool) -> str:
 class Table:
     """A plain-text table: columns padded to their widest cell, one line per row.
 
-    On a terminal the ``flex`` column (the messages) is cut to fit the width,
-    and state columns are coloured; elsewhere every cell is printed whole.
+    On a terminal the table is fitted to its width: the ``optional`` columns
+    are left out (in the order given) while the rest would not fit, then the
+    ``flex`` column (the messages) is cut, keeping an exception's name
+    (``fit``). State columns are coloured. Elsewhere every cell is printed whole.
 
     Example:
         >>> t = Table(["slug", "state"], state_column=1)
@@ -200,13 +203,18 @@ class Table:
         'say_hello-1  Success'
     """
 
+    MIN_FLEX = 20
+    """The flex column is not cut narrower than this while optional columns remain."""
+
     def __init__(self, headers: Sequence[str], *, state_column: int | None = None,
-                 flex: int | None = None, right: Iterable[int] = ()):
+                 flex: int | None = None, right: Iterable[int] = (),
+                 optional: Iterable[int] = ()):
         self.headers = list(headers)
         self.rows: list[list[str]] = []
         self.state_column = state_column
         self.flex = flex
         self.right = set(right)
+        self.optional = list(optional)
 
     def add(self, *cells: Any) -> None:
         """Add a row; None becomes an empty cell, newlines become spaces."""
@@ -219,24 +227,38 @@ class Table:
             for i, cell in enumerate(row):
                 if len(cell) > widths[i]:
                     widths[i] = len(cell)
+        shown = list(range(len(widths)))
         cut = None
-        if width is not None and self.flex is not None:
-            others = sum(w for i, w in enumerate(widths) if i != self.flex)
-            room = width - others - 2 * (len(widths) - 1)
-            if room < widths[self.flex]:
-                cut = widths[self.flex] = max(room, min(widths[self.flex], 20))
-        last = len(widths) - 1
-        lines = [self._line(self.headers, widths, last, cut, color, header=True)]
+        if width is not None:
+            shown = self._columns_that_fit(widths, width)
+            if self.flex is not None and self.flex in shown:
+                others = sum(widths[i] for i in shown if i != self.flex)
+                room = width - others - 2 * (len(shown) - 1)
+                if room < widths[self.flex]:
+                    cut = widths[self.flex] = max(room, min(widths[self.flex], 10))
+        lines = [self._line(self.headers, widths, shown, cut, color, header=True)]
         for row in self.rows:
-            lines.append(self._line(row, widths, last, cut, color))
+            lines.append(self._line(row, widths, shown, cut, color))
         return "\n".join(lines) + "\n"
 
-    def _line(self, cells: Sequence[str], widths: list[int], last: int, cut: int | None,
-              color: bool, header: bool = False) -> str:
+    def _columns_that_fit(self, widths: list[int], width: int) -> list[int]:
+        shown = list(range(len(widths)))
+        for drop in self.optional:
+            need = sum(min(widths[i], self.MIN_FLEX) if i == self.flex else widths[i]
+                       for i in shown) + 2 * (len(shown) - 1)
+            if need <= width:
+                break
+            shown.remove(drop)
+        return shown
+
+    def _line(self, cells: Sequence[str], widths: list[int], shown: list[int],
+              cut: int | None, color: bool, header: bool = False) -> str:
         parts = []
-        for i, cell in enumerate(cells):
+        last = shown[-1]
+        for i in shown:
+            cell = cells[i] if i < len(cells) else ""
             if cut is not None and i == self.flex and len(cell) > cut:
-                cell = cell[:cut - 1] + "…"
+                cell = fit(cell, cut)
             pad = widths[i] - len(cell)
             if i == last and i not in self.right:
                 text = cell  # no trailing spaces
@@ -256,6 +278,31 @@ class Table:
         color = color_enabled()
         width = shutil.get_terminal_size().columns if _stdout_is_terminal() else None
         _write(self.render(color=color, width=width))
+
+
+_EXCEPTION = re.compile(r"\b[A-Z][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\(")
+
+
+def fit(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters with an ellipsis, keeping the exception
+    it names (``Error during e… KeyError('amount')``) where there is room for it.
+
+    Example:
+        >>> fit("Error during execution of task: KeyError('amount')", 30)
+        "Error duri… KeyError('amount')"
+    """
+    if len(text) <= width:
+        return text
+    found = _EXCEPTION.search(text)
+    if found is not None and found.start() > 0:
+        tail = text[found.start():]
+        room = width - len(tail) - 2
+        if room >= 4:
+            return text[:room].rstrip() + "… " + tail
+        text = tail
+        if len(text) <= width:
+            return text
+    return text[:width - 1] + "…"
 
 
 def _stdout_is_terminal() -> bool:

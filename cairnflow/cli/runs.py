@@ -63,7 +63,8 @@ def list_runs(
 
 def _show_runs(runs: list[FlowRunInfo]) -> None:
     table = output.Table(["id", "flow", "state", f"started ({output.local_zone()})",
-                          "duration", "attempt"], state_column=2, right=[5])
+                          "duration", "attempt"], state_column=2, right=[5],
+                         optional=[4, 5])
     for r in runs:
         table.add(output.short_id(r.id), r.flow_name, r.state, _started(r), _duration(r),
                   r.attempt)
@@ -152,7 +153,8 @@ def _show_run(info: FlowRunInfo, tasks: list[TaskRunInfo], all_children: bool,
 def _task_table(tasks: list[TaskRunInfo], info: FlowRunInfo,
                 all_children: bool) -> output.Table:
     table = output.Table(["slug", "state", "attempts", f"start ({output.local_zone()})",
-                          "duration", "message"], state_column=1, flex=5, right=[2])
+                          "duration", "message"], state_column=1, flex=5, right=[2],
+                         optional=[3, 4, 2])
     day = info.created_at
 
     def add(t: TaskRunInfo, indent: str = "") -> None:
@@ -209,7 +211,7 @@ def history(
 
     def show() -> None:
         table = output.Table([f"time ({output.local_zone()})", "task", "attempt", "state",
-                              "message"], state_column=3, flex=4, right=[2])
+                              "message"], state_column=3, flex=4, right=[2], optional=[2])
         for t in transitions:
             table.add(output.clock_time(t.timestamp, day) if day else "",
                       output.task_label(t.task_slug, t.map_index), t.attempt, t.state,

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 if TYPE_CHECKING:
     from cairnflow.core.task import Task
 
-__all__ = ["Edge", "unmapped", "flatten"]
+__all__ = ["Edge", "EdgeAnnotation", "unmapped", "mapped", "flatten"]
 
 
 class Edge(NamedTuple):
@@ -37,6 +37,10 @@ class _EdgeAnnotation:
         return f"{type(self).__name__}({self.task!r})"
 
 
+EdgeAnnotation = _EdgeAnnotation
+"""Prefect 1's name for the base of ``unmapped``, ``mapped`` and ``flatten``."""
+
+
 class unmapped(_EdgeAnnotation):  # noqa: N801 - Prefect 1's name
     """Pass this argument whole to every child of a ``.map()`` call.
 
@@ -63,4 +67,17 @@ class flatten(_EdgeAnnotation):  # noqa: N801 - Prefect 1's name
         ...     return x + 1
         >>> with Flow("f") as flow:
         ...     out = inc.map(flatten(nested()))
+    """
+
+
+class mapped(_EdgeAnnotation):  # noqa: N801 - Prefect 1's name
+    """Map over this argument even in a plain call: ``add(x=mapped([1, 2]), y=10)``.
+
+    Example:
+        >>> from cairnflow import Flow, task, mapped
+        >>> @task
+        ... def add(x, y):
+        ...     return x + y
+        >>> with Flow("f") as flow:
+        ...     total = add(x=mapped([1, 2, 3]), y=10)
     """

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-from cairnflow.core.edge import Edge, _EdgeAnnotation, flatten, unmapped
+from cairnflow.core.edge import Edge, _EdgeAnnotation, flatten, mapped as _mapped, unmapped
 from cairnflow.core.parameter import Parameter
 from cairnflow.core.task import Task
 from cairnflow.exceptions import FlowValidationError
@@ -22,6 +22,7 @@ __all__ = ["Flow", "require_flow", "active_flow"]
 
 _active_flow: ContextVar[Flow | None] = ContextVar("cairnflow_active_flow", default=None)
 _active_case: ContextVar[Any] = ContextVar("cairnflow_active_case", default=None)
+_active_resource: ContextVar[Any] = ContextVar("cairnflow_active_resource", default=None)
 
 
 def active_flow() -> Flow | None:
@@ -53,7 +54,13 @@ class Flow:
             (the terminal tasks by default).
         state_handlers: functions ``(flow, old_state, new_state)`` called on each
             flow-run transition.
+        on_failure: a function ``(flow, state)`` called when the run fails.
         validate: check the graph for cycles as edges are added.
+        result: the ``Result`` of tasks that have none of their own.
+        terminal_state_handler: ``(flow, state, reference_task_states)`` called
+            with the final state; a returned state replaces it.
+        storage, run_config: where ``register`` and the agent find and run the
+            flow (``cairnflow.storage``, ``cairnflow.run_configs``).
 
     Example:
         >>> from cairnflow import Flow, task
@@ -72,12 +79,19 @@ class Flow:
                  tasks: Iterable[Task] | None = None, edges: Iterable[Edge] | None = None,
                  reference_tasks: Iterable[Task] | None = None,
                  state_handlers: list[Callable[..., Any]] | None = None,
-                 validate: bool = False):
+                 validate: bool = False, run_config: Any = None, storage: Any = None,
+                 on_failure: Callable[..., Any] | None = None, result: Any = None,
+                 terminal_state_handler: Callable[..., Any] | None = None):
         if not name:
             raise ValueError("A flow needs a name")
         self.name = name
         self.schedule = schedule
         self.executor = executor
+        self.run_config = run_config
+        self.storage = storage
+        self.result = result
+        self.on_failure = on_failure
+        self.terminal_state_handler = terminal_state_handler
         self.state_handlers = list(state_handlers or ())
         self.eager_validation = validate
         self.constants: dict[Task, dict[str, Any]] = {}
@@ -101,6 +115,19 @@ class Flow:
 
     def __repr__(self) -> str:
         return f"<Flow: name={self.name!r}>"
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # flows pickled by the first release lack the attributes added since
+        self.__dict__.update(state)
+        for key in ("run_config", "storage", "result", "on_failure", "terminal_state_handler"):
+            self.__dict__.setdefault(key, None)
+
+    @property
+    def logger(self) -> Any:
+        """The flow's logger (Prefect 1's ``flow.logger``)."""
+        from cairnflow.context import get_logger
+
+        return get_logger(self.name)
 
     def __enter__(self) -> Flow:
         self._context_token = _active_flow.set(self)
@@ -140,10 +167,11 @@ class Flow:
         # Parameters and constants stay root tasks, outside any case (as in Prefect 1)
         from cairnflow.core.collections import Constant
 
-        case = _active_case.get()
-        if case is not None and _active_flow.get() is self \
-                and not isinstance(task, (Parameter, Constant)):
-            case.add_task(task, self)
+        if isinstance(task, (Parameter, Constant)) or _active_flow.get() is not self:
+            return task
+        for block in (_active_case.get(), _active_resource.get()):
+            if block is not None:
+                block.add_task(task, self)
         return task
 
     def _next_slug(self, task: Task) -> str:
@@ -192,19 +220,23 @@ class Flow:
         from cairnflow.core.collections import as_task
 
         self.add_task(task)
+        keyword_tasks = keyword_tasks or {}
         for upstream in upstream_tasks or ():
+            # as in Prefect 1, a map maps over its upstream tasks too, unless unmapped
+            is_mapped = _mapped_edge(upstream, mapped)
             upstream = upstream.task if isinstance(upstream, _EdgeAnnotation) else upstream
-            self.add_edge(as_task(upstream, flow=self), task, validate=validate)
+            self.add_edge(as_task(upstream, flow=self), task, mapped=is_mapped,
+                          validate=validate)
         for downstream in downstream_tasks or ():
             self.add_edge(task, as_task(downstream, flow=self), validate=validate)
-        for key, value in (keyword_tasks or {}).items():
-            is_mapped = mapped and not isinstance(value, unmapped)
+        for key, value in keyword_tasks.items():
+            is_mapped = _mapped_edge(value, mapped)
             is_flat = isinstance(value, flatten)
             if isinstance(value, _EdgeAnnotation):
                 value = value.task
             if isinstance(value, _EdgeAnnotation):  # flatten(unmapped(x)) or the reverse
                 is_flat = is_flat or isinstance(value, flatten)
-                is_mapped = is_mapped and not isinstance(value, unmapped)
+                is_mapped = _mapped_edge(value, is_mapped)
                 value = value.task
             if not is_mapped and not is_flat and not _holds_task(value):
                 self.constants.setdefault(task, {})[key] = value
@@ -257,8 +289,13 @@ class Flow:
         return {t for t in self._tasks if not self._downstream[t]}
 
     def reference_tasks(self) -> set[Task]:
-        """The tasks that decide the final state: those set, else the terminal ones."""
-        return set(self._reference_tasks) or self.terminal_tasks()
+        """The tasks that decide the final state: those set, else the terminal ones
+        (a resource's init and cleanup tasks never count, as in Prefect 1)."""
+        if self._reference_tasks:
+            return set(self._reference_tasks)
+        return {t for t in self._tasks if not getattr(t, "_never_reference", False)
+                and all(getattr(e.downstream_task, "_never_reference", False)
+                        for e in self._downstream[t])}
 
     def set_reference_tasks(self, tasks: Iterable[Task]) -> None:
         """Decide the flow's final state by ``tasks`` (empty: the terminal tasks)."""
@@ -338,7 +375,8 @@ class Flow:
     def run(self, parameters: dict[str, Any] | None = None, executor: Executor | None = None,
             store: StateStore | str | None = None, run_on_schedule: bool | None = None,
             on_transition: Callable[[Transition], None] | None = None,
-            context: dict[str, Any] | None = None, **kwargs: Any) -> State | None:
+            context: dict[str, Any] | None = None, task_states: dict[Task, State] | None = None,
+            **kwargs: Any) -> State | None:
         """Run the flow durably and return its final state.
 
         Keyword arguments that name a parameter are parameter values. Every
@@ -352,13 +390,25 @@ class Flow:
             store: where to record the run.
             run_on_schedule: set False to run once now despite a schedule.
             on_transition: called with each transition after it is recorded.
-            context: extra values for ``cairnflow.context`` inside tasks.
+            context: extra values for ``cairnflow.context`` inside tasks; a ``date``
+                moves ``today``, ``yesterday``, ``tomorrow`` and their ``_nodash`` forms.
+            task_states: states of some tasks, by task; a finished one is taken as
+                the task's state and the task does not run.
+
+        Raises:
+            ValueError: on a schedule with no more runs, or given ``return_tasks``
+                (Prefect 1's rules; ``FlowRunner`` takes ``return_tasks``).
         """
         from cairnflow.runner.api import run_flow
 
+        if "return_tasks" in kwargs:
+            raise ValueError(
+                "The `return_tasks` keyword cannot be provided to `flow.run()`; all task "
+                "states are always returned. If you want to receive a subset of task "
+                "states, use a FlowRunner directly.")
         return run_flow(self, parameters=parameters, executor=executor, store=store,
                         run_on_schedule=run_on_schedule, on_transition=on_transition,
-                        context=context, **kwargs)
+                        context=context, task_states=task_states, **kwargs)
 
     def resume(self, run_id: str | None = None, executor: Executor | None = None,
                store: StateStore | str | None = None,
@@ -382,6 +432,14 @@ class Flow:
         raise NotImplementedError(
             "flow.register() arrives with `cairnflow server`; for now run the flow with "
             "`cairnflow run FILE` and inspect it with `cairnflow runs ls`.")
+
+
+def _mapped_edge(value: Any, mapped: bool) -> bool:
+    """Whether an argument is mapped over: ``mapped(x)`` always, ``unmapped(x)``
+    never, anything else when the call is a ``.map()`` (Prefect 1's rule)."""
+    if isinstance(value, _mapped):
+        return True
+    return mapped and not isinstance(value, unmapped)
 
 
 def _holds_task(value: Any) -> bool:

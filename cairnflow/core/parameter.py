@@ -7,7 +7,7 @@ from typing import Any
 from cairnflow.context import context
 from cairnflow.core.task import Task
 
-__all__ = ["Parameter", "no_default"]
+__all__ = ["Parameter", "DateTimeParameter", "no_default"]
 
 
 class _NoDefault:
@@ -67,3 +67,29 @@ class Parameter(Task):
         if self.required and self.name not in params:
             raise ValueError(f'Parameter "{self.name}" was required but not provided.')
         return params.get(self.name, self.default)
+
+
+class DateTimeParameter(Parameter):
+    """A parameter whose value (an ISO 8601 string or a datetime) becomes a pendulum
+    DateTime; ``None`` stays ``None``.
+
+    Example:
+        >>> from cairnflow import Flow, DateTimeParameter, task
+        >>> @task
+        ... def year(when):
+        ...     return when.year
+        >>> with Flow("dates") as flow:
+        ...     y = year(DateTimeParameter("when"))
+        >>> flow.run(when="2024-05-01T12:00:00+00:00").result[y].result
+        2024
+    """
+
+    def run(self) -> Any:
+        import pendulum
+
+        value = super().run()
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return pendulum.parse(value)
+        return pendulum.instance(value)

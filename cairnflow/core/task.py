@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import copy as _copy
 import inspect
+import logging
+import typing
 from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +27,10 @@ __all__ = ["Task", "task", "FunctionTask"]
 StateHandler = Callable[["Task", "State", "State"], "State | None"]
 
 _RESERVED_ARGS = frozenset({"upstream_tasks", "mapped", "task_args", "flow"})
+
+# the tags of the enclosing ``with tags(...)`` blocks (``cairnflow.utilities.tasks.tags``)
+_active_tags: ContextVar[frozenset[str]] = ContextVar("cairnflow_active_tags",
+                                                      default=frozenset())
 
 
 class Task:
@@ -50,7 +57,14 @@ class Task:
             transition; a returned state replaces the new one.
         on_failure: a function ``(task, state)`` called when the task fails.
         log_stdout: store what the task prints with the run's logs.
-        nout: how many values the task returns, so the result can be unpacked.
+        nout: how many values the task returns, so the result can be unpacked;
+            read from a ``-> Tuple[int, int]`` return annotation when not given.
+        result: a ``cairnflow.results.Result`` that also writes the task's result
+            to its location (the checkpoint store keeps it in any case).
+        target: a location template; when it already exists the task is
+            ``Cached`` from it and does not run.
+        task_run_name: a template (or a function of the inputs) naming each run,
+            formatted with the task's inputs and the context.
 
     Example:
         >>> from cairnflow import Task
@@ -82,6 +96,9 @@ class Task:
         on_failure: Callable[[Task, State], None] | None = None,
         log_stdout: bool = False,
         nout: int | None = None,
+        result: Any = None,
+        target: str | Callable[..., str] | None = None,
+        task_run_name: str | Callable[..., str] | None = None,
     ):
         if max_retries and retry_delay is None:
             raise ValueError("A datetime.timedelta `retry_delay` must be provided if max_retries > 0")
@@ -93,7 +110,7 @@ class Task:
             raise ValueError("`cache_key` needs `cache_for` to be set")
         self.name = name or type(self).__name__
         self.slug = slug
-        self.tags = set(tags or ())
+        self.tags = set(tags or ()) | _active_tags.get()
         self.max_retries = max_retries
         self.retry_delay = retry_delay
         self.timeout = timeout
@@ -106,8 +123,12 @@ class Task:
         self.state_handlers = list(state_handlers or ())
         self.on_failure = on_failure
         self.log_stdout = log_stdout
-        self.nout = nout
-        _check_signature(self._run_function())
+        self.result = result
+        self.target = target
+        self.task_run_name = task_run_name
+        fn = self._run_function()
+        self.nout = nout if nout is not None else _nout_from_annotation(fn)
+        _check_signature(fn)
 
     def __repr__(self) -> str:
         return f"<Task: {self.name}>"
@@ -118,12 +139,23 @@ class Task:
     def _run_function(self) -> Callable[..., Any]:
         return self.run
 
+    @property
+    def logger(self) -> logging.Logger:
+        """The logger of this task; inside a run its records are stored with the run."""
+        return logging.getLogger(f"cairnflow.{self.name}")
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # tasks pickled by the first release have no result/target/task_run_name
+        self.__dict__.update(state)
+        for key in ("result", "target", "task_run_name"):
+            self.__dict__.setdefault(key, None)
+
     # -- building flows ---------------------------------------------------------
 
     def copy(self, **task_args: Any) -> Task:
         """A copy of this task with ``task_args`` overriding its settings."""
         new = _copy.copy(self)
-        new.tags = set(self.tags)
+        new.tags = set(self.tags) | _active_tags.get()
         new.state_handlers = list(self.state_handlers)
         if new.slug and "slug" not in task_args:
             task_args["slug"] = f"{new.slug}-copy"
@@ -207,6 +239,23 @@ class Task:
                 f"Task {self.name!r} is not iterable. If your task returns several values, "
                 "pass `nout` to `@task` or `Task.__init__` to unpack them.")
         return (self[i] for i in range(self.nout))
+
+
+def _nout_from_annotation(fn: Callable[..., Any]) -> int | None:
+    """``2`` for a ``-> Tuple[int, int]`` (or ``tuple[int, int]``) return annotation."""
+    annotation = getattr(fn, "__annotations__", {}).get("return")
+    if annotation is None:
+        return None
+    if isinstance(annotation, str):
+        try:
+            annotation = typing.get_type_hints(fn).get("return")
+        except Exception:
+            return None
+    if typing.get_origin(annotation) is tuple:
+        args = typing.get_args(annotation)
+        if args and Ellipsis not in args and args != ((),):
+            return len(args)
+    return None
 
 
 def _check_signature(fn: Callable[..., Any]) -> None:

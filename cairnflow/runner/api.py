@@ -10,7 +10,6 @@ import json
 import logging
 import multiprocessing
 import os
-import socket
 import sys
 import time
 import uuid
@@ -27,11 +26,15 @@ from cairnflow.exceptions import (
 from cairnflow.runner import logs
 from cairnflow.runner.executors import Executor, LocalExecutor
 from cairnflow.runner.flow_runner import FlowRun, FlowRunner
-from cairnflow.runner.loading import is_loading, load_flow_from_file
+from cairnflow.runner.loading import (
+    ScriptRun, _script_run, is_loading, load_flow_from_file, script_run, skip_run,
+)
 from cairnflow.states import State, Success
 from cairnflow.statestore import serialize
+from cairnflow.states import INTERRUPTIBLE
 from cairnflow.statestore.base import (
-    FlowRunRecord, ResumeData, StateStore, Transition, check_claim,
+    FlowRunRecord, ResumeData, StateStore, Transition, check_claim, host_name,
+    process_start_time,
 )
 
 __all__ = ["run_flow", "resume_flow", "resume_run", "flow_hash", "load_recorded_flow"]
@@ -44,39 +47,72 @@ Listener = Callable[[Transition], None]
 def run_flow(flow: Flow, parameters: dict[str, Any] | None = None,
              executor: Executor | None = None, store: StateStore | str | None = None,
              run_on_schedule: bool | None = None, on_transition: Listener | None = None,
-             context: dict[str, Any] | None = None, **kwargs: Any) -> State | None:
+             context: dict[str, Any] | None = None, task_states: dict | None = None,
+             **kwargs: Any) -> State | None:
     """Run ``flow`` durably (see ``Flow.run``)."""
     if is_loading() or _in_spawned_bootstrap():
+        skip_run(flow)
         warnings.warn("flow.run() was called while the flow file was being loaded; "
                       "it is skipped (guard it with `if __name__ == '__main__':`).", stacklevel=3)
         return None
     values = _collect_parameters(flow, parameters, kwargs)
+    script = script_run()
+    if script is not None:  # `cairnflow run FILE` lends its store, executor and view
+        return _run_in_script(script, flow, values, executor, context, task_states)
     with _open_store(store) as opened:
         if flow.schedule is not None and run_on_schedule is not False:
-            return _run_on_schedule(flow, values, executor, opened, on_transition, context)
-        return _start(flow, values, executor, opened, on_transition, context)
+            return _run_on_schedule(flow, values, executor, opened, on_transition, context,
+                                    task_states)
+        return _start(flow, values, executor, opened, on_transition, context,
+                      task_states=task_states)
+
+
+def _run_in_script(script: ScriptRun, flow: Flow, values: dict[str, Any],
+                   executor: Executor | None, context: dict[str, Any] | None,
+                   task_states: dict | None) -> State:
+    """One ``flow.run()`` of a file that ``cairnflow run`` executes: it runs once,
+    now, with the command line's options (its ``--param`` values win)."""
+    def start(options: dict[str, Any]) -> State:
+        token = _script_run.set(None)  # a flow run inside a task is a run of its own
+        try:
+            return run_flow(flow, parameters={**values, **options.get("parameters", {})},
+                            executor=options.get("executor") or executor,
+                            store=options.get("store"),
+                            run_on_schedule=options.get("run_on_schedule", False),
+                            on_transition=options.get("on_transition"), context=context,
+                            task_states=task_states)
+        finally:
+            _script_run.reset(token)
+
+    state = script.wrap(flow, start)
+    script.runs.append(state)
+    return state
 
 
 def _start(flow: Flow, parameters: dict[str, Any], executor: Executor | None,
            store: StateStore, on_transition: Listener | None, context: dict[str, Any] | None,
-           scheduled_start_time: Any = None) -> State:
+           scheduled_start_time: Any = None, task_states: dict | None = None) -> State:
     parameters = _with_defaults(flow, parameters)
     record = _new_record(flow, parameters)
     run = FlowRun(flow, store, executor or flow.executor or LocalExecutor(), record,
                   parameters, None, on_transition, context, scheduled_start_time)
+    run.given_states = dict(task_states or {})
     return FlowRunner(run).execute()
 
 
 def _run_on_schedule(flow: Flow, parameters: dict[str, Any], executor: Executor | None,
                      store: StateStore, on_transition: Listener | None,
-                     context: dict[str, Any] | None) -> State | None:
+                     context: dict[str, Any] | None,
+                     task_states: dict | None = None) -> State | None:
     """Sleep until each scheduled time and run; return the last state when the
-    schedule has no more times."""
+    schedule has no more times (none at all is Prefect 1's ``ValueError``)."""
     state = None
     after = None
     while True:
         events = flow.schedule.next(1, after=after, return_events=True)
         if not events:
+            if state is None:
+                raise ValueError("Flow has no more scheduled runs.")
             return state
         event = events[0]
         delay = (event.start_time - pendulum.now("UTC")).total_seconds()
@@ -86,7 +122,7 @@ def _run_on_schedule(flow: Flow, parameters: dict[str, Any], executor: Executor 
             time.sleep(delay)
         values = {**(event.parameter_defaults or {}), **parameters}
         state = _start(flow, values, executor, store, on_transition, context,
-                       scheduled_start_time=event.start_time)
+                       scheduled_start_time=event.start_time, task_states=task_states)
         after = event.start_time
 
 
@@ -120,7 +156,7 @@ def _resume(store: StateStore, run_id: str, flow: Flow | None, executor: Executo
     info = store.get_flow_run(run_id)
     # The store checks this again when the attempt starts; here it fails fast.
     check_claim(run_id, info.attempt + 1, info.attempt, info.stored_state, info.pid, info.host,
-                info.updated_at)
+                info.updated_at, info.process_start)
     if info.stored_state == "Success":
         state = Success(f"Run {run_id} already succeeded; there is nothing to resume.")
         state.context["flow_run_id"] = run_id
@@ -167,12 +203,16 @@ def load_recorded_flow(data: ResumeData) -> Flow:
 def _crash_transitions(data: ResumeData, pid: int, host: str) -> list[Transition]:
     """What closes the dead attempt's history: its running task runs and its flow run
     Crashed (committed with the new attempt's start, never on their own)."""
-    message = f"The process running this (pid {pid} on {host}) died."
+    if host == host_name():
+        message = f"The process running this (pid {pid} on {host}) died."
+    else:
+        message = (f"The process running this (pid {pid} on {host}) stopped sending "
+                   "heartbeats; it is taken as dead.")
     now = pendulum.now("UTC")
     attempt = data.run.attempt
     crashed = [Transition(data.run.id, attempt, info.task_slug, info.task_name, info.map_index,
                           "Crashed", message, now)
-               for info in data.task_runs.values() if info.state == "Running"]
+               for info in data.task_runs.values() if info.state in INTERRUPTIBLE]
     crashed.append(Transition(data.run.id, attempt, None, data.run.flow_name, None, "Crashed",
                               message, now))
     return crashed
@@ -209,7 +249,8 @@ def _new_record(flow: Flow, parameters: dict[str, Any], run_id: str | None = Non
         parameters=_json_safe(parameters), parameters_blob=_dump_or_none(parameters, "parameters"),
         source_file=flow.source, source_variable=_source_variable(flow),
         flow_blob=_dump_or_none(flow, "flow") if attempt == 1 else None, attempt=attempt,
-        pid=os.getpid(), host=socket.gethostname(), started_at=pendulum.now("UTC"))
+        pid=os.getpid(), host=host_name(), started_at=pendulum.now("UTC"),
+        process_start=process_start_time(os.getpid()))
 
 
 def flow_hash(flow: Flow) -> str:

@@ -127,11 +127,19 @@ class LocalDaskExecutor(_PooledExecutor):
                 initializer=_exit_with_parent, initargs=(os.getpid(),))
         try:
             yield
-        finally:
-            self._threads.shutdown(wait=True, cancel_futures=True)
+        except BaseException:
+            # Interrupted (Ctrl-C) or stopped by an error: the run has recorded how it
+            # ended; do not wait for task code still running. Threads cannot be killed
+            # (they finish unrecorded); worker processes are.
+            self._threads.shutdown(wait=False, cancel_futures=True)
             if self._processes is not None:
-                self._processes.shutdown(wait=True, cancel_futures=True)
+                _terminate_workers(self._processes)
             self._threads = self._processes = None
+            raise
+        self._threads.shutdown(wait=True, cancel_futures=True)
+        if self._processes is not None:
+            self._processes.shutdown(wait=True, cancel_futures=True)
+        self._threads = self._processes = None
 
     def run_task_code(self, fn: Callable[..., Any], kwargs: dict[str, Any],
                       timeout: float | None = None) -> Any:
@@ -191,12 +199,28 @@ class DaskExecutor(_PooledExecutor):
         return _await_remote(future, timeout)
 
 
+def _terminate_workers(pool: ProcessPoolExecutor) -> None:
+    """Stop a process pool at once: its queued calls cancelled, its workers killed."""
+    workers = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in workers:
+        try:
+            process.kill()
+        except (OSError, ValueError, AttributeError):
+            pass
+
+
 def _exit_with_parent(parent_pid: int) -> None:
     """In a worker process: exit as soon as the flow's process is gone.
 
     A killed flow must not leave workers finishing its tasks behind the back
-    of the run that resumes it.
+    of the run that resumes it. Ctrl-C (which a terminal sends to every process
+    of the group) is left to the flow's process, which records the run as
+    Cancelled and stops the workers; a worker would only print a traceback.
     """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def watch() -> None:
         while os.getppid() == parent_pid:

@@ -9,6 +9,7 @@ into children, which run like any task run.
 from __future__ import annotations
 
 import logging
+import re
 from collections import deque
 from collections.abc import Callable, Iterable, Sized
 from concurrent.futures import FIRST_COMPLETED, Future, wait
@@ -54,6 +55,7 @@ class FlowRun:
         self.prior_results = prior.results if prior else {}
         self.crashed = crashed or []  # the dead attempt's Crashed records, to commit first
         self.last_states: dict[TaskKey, State] = {}
+        self.given_states: dict[Task, State] = {}  # flow.run(task_states=...)
         self._loggers: dict[str, logging.Logger] = {}
         now = pendulum.now("UTC")
         self.base_context: dict[str, Any] = {
@@ -120,18 +122,28 @@ class FlowRunner:
                 log.log(level, note)
             with run.executor.start(), run.recorder.heartbeat(), \
                     logs.capture_stdout(any(t.log_stdout for t in order)):
-                if run.executor.parallel:
-                    self._run_parallel(order)
-                else:
-                    self._run_in_order(order)
+                try:
+                    if run.executor.parallel:
+                        self._run_parallel(order)
+                    else:
+                        self._run_in_order(order)
+                except BaseException as exc:
+                    # Recorded before the executor is torn down: task code still running
+                    # in its threads or processes is not waited for, and records nothing.
+                    self._record_abort(exc)
+                    raise
             final = self._handle_flow_state(self._final_state(), old=running)
             log.info("Flow run %s: %s", final.name.upper(), final.message)
         except BaseException as exc:
-            self._record_abort(exc)
+            self._record_abort(exc)  # when the run ended before or after its tasks
+            fenced = run.recorder.fenced
+            if fenced is not None and fenced is not exc:
+                raise fenced from None  # the interruption was the heartbeat's, on fencing
             raise
         finally:
             leave_context(token)
         run.recorder.transition(None, flow.name, None, final, durable=True)
+        run.recorder.end()
         final.result = dict(self.states)
         final.context["flow_run_id"] = run.record.id
         return final
@@ -139,7 +151,10 @@ class FlowRunner:
     # -- scheduling ---------------------------------------------------------------
 
     def _run_in_order(self, order: tuple[Task, ...]) -> None:
+        given = self.run.given_states
         for task in order:
+            if given and self._take_given(task):
+                continue
             if self._is_mapped(task):
                 plan = self._plan_map(task)
                 if isinstance(plan, State):
@@ -167,9 +182,13 @@ class FlowRunner:
                     ready.append(downstream)
 
         submit = self.run.executor.submit
+        given = self.run.given_states
         while ready or running:
             while ready:
                 task = ready.popleft()
+                if given and self._take_given(task):
+                    done(task, self.states[task])
+                    continue
                 if not self._is_mapped(task):
                     running[submit(self._run_single, task)] = (task, None)
                     continue
@@ -197,6 +216,16 @@ class FlowRunner:
                     done(task, _mapped(siblings))
             if not ready:
                 self.run.recorder.flush()  # nothing new starts: commit what just finished
+
+    def _take_given(self, task: Task) -> bool:
+        """A finished state given with ``flow.run(task_states=...)`` is the task's
+        state, recorded as it is: the task does not run (Prefect 1's rule)."""
+        state = self.run.given_states.get(task)
+        if state is None or not state.is_finished():
+            return False
+        runner = self.task_runner
+        self.states[task] = runner._finish(task, self._slug(task), None, state)
+        return True
 
     def _run_single(self, task: Task) -> State:
         upstream: list[State] = []
@@ -234,7 +263,7 @@ class FlowRunner:
                 if values is None:
                     return self.task_runner.enter(task, slug, None, Failed(UNMAPPABLE))
                 columns.append((edge, values, child_states))
-        lengths = [len(v) for e, v, c in columns if e.key is not None or c is not None]
+        lengths = [len(values) for _, values, _ in columns]
         count = min(lengths) if lengths else 0
         shared = dict(self.flow.constants.get(task, ()))
         shared_states = []
@@ -300,13 +329,18 @@ class FlowRunner:
         return new
 
     def _record_abort(self, exc: BaseException) -> None:
-        """Record how the run ended when it did not end normally, if the store allows."""
+        """Record how the run ended when it did not end normally, if the store allows:
+        the task runs it interrupted, then the flow run (once; never when fenced out)."""
         if isinstance(exc, KeyboardInterrupt):
             state: State = Cancelled("The flow run was interrupted.")
+            closed: State = Cancelled("The flow run was interrupted while this task run "
+                                      "was running.")
         else:
             state = Failed(f"Unexpected error while running flow: {exc!r}")
+            closed = Failed(f"The flow run stopped on an error while this task run was "
+                            f"running: {exc!r}")
         try:
-            self.run.recorder.transition(None, self.flow.name, None, state, durable=True)
+            self.run.recorder.abort(self.flow.name, state, closed)
         except Exception:
             log.debug("could not record the end of run %s", self.run.record.id, exc_info=True)
 
@@ -316,6 +350,18 @@ class FlowRunner:
 
 def _mapped_message(count: int) -> str:
     return f"Mapped {count} task runs."
+
+
+def mapped_count(message: str | None) -> int | None:
+    """How many children a ``Mapped`` transition's message announces (None: unknown).
+
+    Progress displays count a map's children from the moment it expands.
+    """
+    match = _MAPPED.fullmatch(message or "")
+    return int(match.group(1)) if match else None
+
+
+_MAPPED = re.compile(r"Mapped (\d+) task runs\.")
 
 
 def _mapped(children: list[State]) -> Mapped:

@@ -17,10 +17,13 @@ from typing import Any, TextIO
 
 from cairnflow.context import current
 
-__all__ = ["install", "capture_stdout", "flush_captured_stdout"]
+__all__ = ["install", "capture_stdout", "flush_captured_stdout", "TASK_FAILED"]
 
 CONSOLE_FORMAT = "[%(asctime)s] %(levelname)s - %(name)s | %(message)s"
 CONSOLE_HANDLER = "cairnflow-console"
+TASK_FAILED = "cairnflow_task_failed"
+"""An attribute set on the engine's "Task x failed" record: the CLI's progress says
+that failure (or its retry) from the transitions instead of repeating the record."""
 
 
 class RunLogHandler(logging.Handler):
@@ -32,19 +35,26 @@ class RunLogHandler(logging.Handler):
             sink(record)
 
 
-def install() -> None:
-    """Attach the run handler (and a stderr handler) to the ``cairnflow`` logger, once."""
+def install(console: bool = True) -> None:
+    """Attach the run handler (and a stderr handler) to the ``cairnflow`` logger, once.
+
+    A worker process installs no stderr handler (``console=False``): its records
+    travel back to the flow's process, which stores and shows them, so every
+    line on the terminal has one format.
+    """
     logger = logging.getLogger("cairnflow")
     if any(isinstance(h, RunLogHandler) for h in logger.handlers):
         return
     logger.addHandler(RunLogHandler())
-    console = _StderrHandler()
-    console.set_name(CONSOLE_HANDLER)
-    console.setFormatter(logging.Formatter(CONSOLE_FORMAT))
-    console.setLevel(os.environ.get("CAIRNFLOW_LOG_LEVEL", "INFO").upper())
-    logger.addHandler(console)
     logger.setLevel(logging.INFO)  # what is stored; the console shows CAIRNFLOW_LOG_LEVEL up
     logger.propagate = False
+    if not console:
+        return
+    handler = _StderrHandler()
+    handler.set_name(CONSOLE_HANDLER)
+    handler.setFormatter(logging.Formatter(CONSOLE_FORMAT))
+    handler.setLevel(os.environ.get("CAIRNFLOW_LOG_LEVEL", "INFO").upper())
+    logger.addHandler(handler)
 
 
 def console_handler() -> logging.Handler | None:

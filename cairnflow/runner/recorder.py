@@ -5,18 +5,29 @@ Durability rule (the engine's promise, documented in the README):
 * a task's ``Running`` is committed before its code is called;
 * every other transition is committed at the latest together with the next
   ``Running``, the next log record, the next heartbeat, or the end of the run,
-  whichever comes first, and always before anything that depends on it runs.
+  whichever comes first, and always before anything that depends on it runs;
+* a log record is committed with those transitions, or, when none waits, with
+  the next commit (at the latest the heartbeat's, or the end of the run's).
 
 So a task's ``Success`` and its result share a transaction, and a process
-killed at any instant loses at most transitions whose effects nothing has yet
-acted on: resume redoes exactly that work, and nothing recorded is untrue.
-Grouping the commit of one task's ``Success`` with the next task's ``Running``
-halves the commits of a chain without weakening that promise.
+killed at any instant loses at most transitions (and log lines) whose effects
+nothing has yet acted on: resume redoes exactly that work, and nothing
+recorded is untrue. Grouping the commit of one task's ``Success`` with the
+next task's ``Running``, and log records with the transitions they travel
+with, saves commits without weakening that promise.
+
+Fencing: every write names this attempt, and the store refuses it
+(``FencedOutError``) once another process has taken the run over. From then
+on the recorder writes nothing more: every later write raises the same error
+at once, log records are dropped, and, when the flow runs in the main thread,
+the heartbeat thread interrupts it so that task code stops at once.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -24,14 +35,18 @@ from typing import Iterator, Sequence
 
 import pendulum
 
-from cairnflow.states import State
+from cairnflow.context import current
+from cairnflow.exceptions import FencedOutError
+from cairnflow.states import INTERRUPTIBLE, State
 from cairnflow.statestore.base import (
     HEARTBEAT_SECONDS, FlowRunRecord, LogEntry, StateStore, Transition,
 )
 from cairnflow.statestore.serialize import SerializedResult
-from cairnflow.context import current
 
 log = logging.getLogger("cairnflow.engine")
+
+LOG_BATCH_MAX = 1000
+"""Buffered log records past this many are committed without waiting for the heartbeat."""
 
 
 def message_with_traceback(record: logging.LogRecord) -> str:
@@ -46,7 +61,8 @@ _FORMATTER = logging.Formatter()
 
 
 class Recorder:
-    """Buffers transitions of one flow-run attempt and commits them per the rule above."""
+    """Buffers transitions and log records of one flow-run attempt and commits them
+    per the rule above."""
 
     def __init__(self, store: StateStore, flow_run_id: str, attempt: int,
                  on_transition: Callable[[Transition], None] | None = None):
@@ -54,64 +70,209 @@ class Recorder:
         self.flow_run_id = flow_run_id
         self.attempt = attempt
         self.on_transition = on_transition
+        self.fenced: FencedOutError | None = None
+        """Set once the store refused a write of this attempt: nothing more is written."""
         self._pending: list[Transition] = []
-        self._lock = threading.Lock()
+        self._logs: list[LogEntry] = []
+        self._lock = threading.RLock()  # a log record emitted while writing must not deadlock
+        self._wake = threading.Event()
+        self._ended = False
+        self._aborted = False
 
     def transition(self, slug: str | None, name: str | None, map_index: int | None,
                    state: State, result: SerializedResult | None = None,
                    durable: bool = False) -> None:
-        """Record that a task run (``slug`` None: the flow run) entered ``state``."""
+        """Record that a task run (``slug`` None: the flow run) entered ``state``.
+
+        Once the attempt has ended (``end``), this records nothing: task code
+        still running in a thread when a run was interrupted finishes unrecorded.
+        """
         record = Transition(self.flow_run_id, self.attempt, slug, name, map_index,
                             state.name, state.message, state.timestamp, result)
         with self._lock:
+            if self.fenced is not None:
+                raise self.fenced
+            if self._ended:
+                return
             self._pending.append(record)
             if durable:
                 self._flush_locked()
         if self.on_transition is not None:
             self.on_transition(record)
 
-    def start(self, record: FlowRunRecord, state: State,
-              before: Sequence[Transition] = ()) -> None:
-        """Start the attempt: its run record, ``before`` (the dead attempt's Crashed
-        records) and the flow run's ``state``, in one transaction."""
-        first = Transition(self.flow_run_id, self.attempt, None, record.flow_name, None,
-                           state.name, state.message, state.timestamp)
-        self.store.record_flow_run(record, [*before, first])
+    def record(self, transitions: Sequence[Transition]) -> None:
+        """Buffer transitions made elsewhere (already-built records, e.g. Pending)."""
+        with self._lock:
+            if self.fenced is not None:
+                raise self.fenced
+            self._pending.extend(transitions)
         if self.on_transition is not None:
-            for t in (*before, first):
+            for t in transitions:
                 self.on_transition(t)
 
+    def start(self, record: FlowRunRecord, state: State,
+              before: Sequence[Transition] = (), after: Sequence[Transition] = ()) -> None:
+        """Start the attempt in one transaction: its run record, ``before`` (the dead
+        attempt's Crashed records), the flow run's ``state`` and ``after`` (the task
+        runs' first Pending)."""
+        first = Transition(self.flow_run_id, self.attempt, None, record.flow_name, None,
+                           state.name, state.message, state.timestamp)
+        self.store.record_flow_run(record, [*before, first, *after])
+        if self.on_transition is not None:
+            for t in (*before, first, *after):
+                self.on_transition(t)
+
+    def abort(self, flow_name: str, flow_state: State, task_state: State) -> None:
+        """End the attempt after an interruption or an error: commit what can be,
+        close every task run the store still holds as unfinished (``INTERRUPTIBLE``)
+        with ``task_state``, then the flow run with ``flow_state``; record nothing
+        after. Does nothing once fenced out. Raises if the store refuses the end.
+        """
+        with self._lock:
+            if self.fenced is not None or self._ended:
+                return
+            self._ended = self._aborted = True
+            try:
+                self._flush_locked()
+            except FencedOutError:
+                return
+            except Exception:
+                self._salvage_locked()
+            # What the store holds, not what this process buffered: a batch cut
+            # short by Ctrl-C may or may not have committed.
+            closing = [Transition(self.flow_run_id, self.attempt, t.task_slug, t.task_name,
+                                  t.map_index, task_state.name, task_state.message,
+                                  task_state.timestamp)
+                       for t in self.store.get_task_runs(self.flow_run_id)
+                       if t.state in INTERRUPTIBLE]
+            closing.append(Transition(self.flow_run_id, self.attempt, None, flow_name, None,
+                                      flow_state.name, flow_state.message,
+                                      flow_state.timestamp))
+            self._pending.extend(closing)
+            self._flush_locked()
+        if self.on_transition is not None:
+            for t in closing:
+                self.on_transition(t)
+
+    def _salvage_locked(self) -> None:
+        """After a batch failed: commit its transitions one at a time, dropping
+        those the store refuses (a result that cannot be written), and its logs."""
+        batch, logs = self._pending, self._logs
+        self._pending, self._logs = [], []
+        for t in batch:
+            try:
+                self.store.record_transitions([t])
+            except FencedOutError:
+                raise
+            except Exception:
+                log.debug("could not record %s of %s", t.state, t.task_slug, exc_info=True)
+        try:
+            self.store.record_logs(logs)
+        except Exception:
+            log.debug("could not store log records of run %s", self.flow_run_id,
+                      exc_info=True)
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the attempt was stopped (interrupted, or fenced out): task code
+        still running then finishes unrecorded and unreported."""
+        return self._aborted or self.fenced is not None
+
     def flush(self) -> None:
-        """Commit every buffered transition now."""
+        """Commit every buffered transition and log record now."""
         with self._lock:
             self._flush_locked()
 
+    def end(self, final: Transition | None = None) -> None:
+        """The attempt has ended: commit what is buffered (and ``final``); later log
+        records (from task code still running in the background) are written one by
+        one, and later transitions are not recorded."""
+        with self._lock:
+            if final is not None:
+                self._pending.append(final)
+            self._flush_locked()
+            self._ended = True
+        if final is not None and self.on_transition is not None:
+            self.on_transition(final)
+
     def _flush_locked(self) -> None:
-        if self._pending:
-            batch, self._pending = self._pending, []
-            self.store.record_transitions(batch)
+        if self.fenced is not None:
+            raise self.fenced
+        if not (self._pending or self._logs):
+            return
+        batch, logs = self._pending, self._logs
+        self._pending, self._logs = [], []
+        try:
+            self.store.record_transitions(batch, logs)
+        except FencedOutError as exc:
+            self.fenced = exc
+            raise
+        except Exception:
+            # Not written: kept, in order, for the next try (the caller sees the error).
+            # (On Ctrl-C the batch is dropped: it may have committed; see ``abort``.)
+            self._pending[:0], self._logs[:0] = batch, logs
+            raise
 
     def log_record(self, record: logging.LogRecord) -> None:
-        """Store a log record with the task run of the current context (a log sink)."""
+        """Buffer a log record with the task run of the current context (a log sink).
+
+        It is committed with the next transitions that are (see the rule above).
+        A log call never raises: a fenced-out attempt's records are dropped.
+        """
         ctx = current()
         entry = LogEntry(self.flow_run_id, ctx.get("task_slug"), ctx.get("map_index"),
                          pendulum.from_timestamp(record.created), record.levelno,
-                         record.name, message_with_traceback(record))
+                         record.name, message_with_traceback(record), self.attempt)
         with self._lock:
-            self._flush_locked()  # a record never lands before the transitions it follows
-            self.store.record_logs([entry])
+            if self.fenced is not None or self._aborted:
+                return
+            self._logs.append(entry)
+            if self._ended or self._pending:
+                # A log record commits the transitions waiting before it (the rule
+                # above), in one transaction with it.
+                self._flush_quietly()
+            elif len(self._logs) >= LOG_BATCH_MAX:
+                self._wake.set()
+
+    def _flush_quietly(self) -> None:
+        try:
+            self._flush_locked()
+        except FencedOutError:
+            pass
+        except Exception:
+            log.debug("could not store a log record of run %s", self.flow_run_id,
+                      exc_info=True)
 
     @contextmanager
     def heartbeat(self, interval: float = HEARTBEAT_SECONDS) -> Iterator[None]:
-        """While the block runs, refresh the run's heartbeat and flush every ``interval``."""
+        """While the block runs, refresh the run's heartbeat and flush every ``interval``
+        (sooner when many log records wait).
+
+        When the store says this attempt lost its claim, and the block runs in
+        the main thread, the main thread is interrupted (SIGINT) so that task
+        code stops at once; the engine then reports ``FencedOutError``.
+        """
         stop = threading.Event()
+        interrupt_main = threading.current_thread() is threading.main_thread()
 
         def beat() -> None:
-            while not stop.wait(interval):
+            while not stop.is_set():
+                woken = self._wake.wait(interval)
+                self._wake.clear()
+                if stop.is_set():
+                    return
                 try:
                     with self._lock:
                         self._flush_locked()
-                        self.store.heartbeat(self.flow_run_id)
+                        if not woken:
+                            self.store.heartbeat(self.flow_run_id, self.attempt)
+                except FencedOutError as exc:
+                    with self._lock:
+                        self.fenced = self.fenced or exc
+                    if interrupt_main and \
+                            signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                        os.kill(os.getpid(), signal.SIGINT)
+                    return
                 except Exception:  # the main thread's next write will raise it too
                     log.exception("could not refresh the heartbeat of run %s", self.flow_run_id)
 
@@ -121,4 +282,5 @@ class Recorder:
             yield
         finally:
             stop.set()
+            self._wake.set()
             thread.join()

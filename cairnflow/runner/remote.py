@@ -2,8 +2,8 @@
 
 The task's code, its arguments and the run context go over as one cloudpickle
 payload; the value (or the exception or signal raised) and the log records
-emitted come back the same way, and the records are stored by the flow's
-process as if they had been emitted there.
+emitted come back the same way, and the flow's process handles the records as
+if they had been emitted there (a worker prints nothing itself).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def pack(fn: Any, kwargs: dict[str, Any]) -> bytes:
 
 def call(payload: bytes) -> bytes:
     """Run in a worker process: call the code, return outcome and log records packed."""
-    logs.install()
+    logs.install(console=False)  # the flow's process shows the records, in its format
     fn, kwargs, ctx, log_stdout = cloudpickle.loads(payload)
     records: list[dict[str, Any]] = []
     values = {**ctx, "_log_sink": lambda r: records.append(_plain(r))}
@@ -50,10 +50,11 @@ def call(payload: bytes) -> bytes:
 def unpack(packed: bytes) -> Any:
     """In the flow's process: store the records, then return the value or re-raise."""
     (kind, value), records = cloudpickle.loads(packed)
-    sink = current().get("_log_sink")
-    if sink is not None:
-        for fields in records:
-            sink(logging.makeLogRecord(fields))
+    # Through the logger, as if emitted here: stored by the run's handler and shown
+    # by whatever shows this process's records (the console, the CLI's progress).
+    for fields in records:
+        record = logging.makeLogRecord(fields)
+        logging.getLogger(record.name).handle(record)
     if kind == "raised":
         raise value
     return value

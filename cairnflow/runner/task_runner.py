@@ -26,6 +26,8 @@ from cairnflow.states import (
     TriggerFailed, is_reusable_by_resume, state_from_name,
 )
 from cairnflow.statestore import serialize
+from cairnflow.statestore.base import task_label
+from cairnflow.runner.logs import TASK_FAILED
 
 if TYPE_CHECKING:
     from cairnflow.core.task import Task
@@ -90,8 +92,7 @@ class TaskRunner:
         if prior.state == "Skipped":
             return Skipped(prior.message)
         blob = self.flow_run.prior_results[(slug, map_index)]
-        label = f"task {slug!r}" + ("" if map_index is None else f" [{map_index}]")
-        value = serialize.load(blob, what=f"the result of {label}")
+        value = serialize.load(blob, what=f"the result of task {task_label(slug, map_index)!r}")
         return state_from_name(prior.state)(prior.message, result=value)
 
     def _check_upstream_skipped(self, task: Task, upstream: set[State]) -> State | None:
@@ -170,9 +171,15 @@ class TaskRunner:
         except TaskTimeout:
             return TimedOut("Task timed out during execution.")
         except Exception as exc:
+            if self.recorder.stopped:  # the run was interrupted: its workers were stopped
+                return Failed(f"Error during execution of task: {exc!r}", result=exc)
             # Stored with the task run: at 3 a.m. the traceback is what people need.
-            ctx["logger"].error("Task %s failed: %r", ctx["task_full_name"], exc,
-                                exc_info=(type(exc), exc, _user_frames(exc.__traceback__)))
+            # Named by its slug, as every face names task runs; marked, so live progress
+            # shows the failure (or the retry) once, from the transitions.
+            ctx["logger"].error("Task %s failed: %r", task_label(ctx["task_slug"],
+                                                                 ctx["map_index"]), exc,
+                                exc_info=(type(exc), exc, _user_frames(exc.__traceback__)),
+                                extra={TASK_FAILED: True})
             return Failed(f"Error during execution of task: {exc!r}", result=exc)
         finally:
             if task.log_stdout:

@@ -2,7 +2,8 @@
 
 ``open_store()`` opens the store named by a URL, ``CAIRNFLOW_DB_URL``, or the
 default ``$CAIRNFLOW_HOME/cairnflow.db`` (``CAIRNFLOW_HOME`` defaults to
-``~/.cairnflow``). Only SQLite is supported today.
+``~/.cairnflow``): a SQLite file, or a PostgreSQL database for a store several
+machines share (``postgresql+psycopg://...``, the ``cairnflow[postgres]`` extra).
 
 Example:
     >>> import os, tempfile
@@ -22,6 +23,7 @@ from cairnflow.statestore.base import (
     Transition,
 )
 from cairnflow.statestore.memory import MemoryStore
+from cairnflow.statestore.postgres_policy import is_postgres_url
 from cairnflow.statestore.sqlite import SQLiteStore, path_from_url
 
 __all__ = [
@@ -41,13 +43,18 @@ def default_url() -> str:
     return os.environ.get("CAIRNFLOW_DB_URL") or _home_url()
 
 
-def open_store(url: str | None = None, *, readonly: bool = False) -> SQLiteStore:
+def open_store(url: str | None = None, *, readonly: bool = False) -> StateStore:
     """Open the checkpoint store named by ``url`` (default: ``default_url()``).
+
+    This is the one place a store is chosen, by the URL's scheme.
 
     Args:
         url: ``sqlite:///relative.db``, ``sqlite:////absolute/path.db``,
             ``sqlite://`` or ``:memory:`` (in memory, gone with the store), or a
-            plain filesystem path. Any other scheme is a ``StoreError``.
+            plain filesystem path: a ``SQLiteStore``.
+            ``postgresql+psycopg://user:password@host:port/dbname`` (or
+            ``postgresql://``, ``postgres://``): a ``PostgresStore``. Any other
+            scheme is a ``StoreError``.
         readonly: open for reading only (what the CLI's read commands do): the
             file is never changed, and a database that does not exist yet
             reads as an empty store.
@@ -57,11 +64,15 @@ def open_store(url: str | None = None, *, readonly: bool = False) -> SQLiteStore
         database, and the database's schema, if they do not exist yet.
 
     Raises:
-        StoreError: a non-SQLite URL, a directory, or a file that is not a
-            cairnflow database.
+        StoreError: an unknown scheme, a directory, a file or database that is
+            not a cairnflow store, or a PostgreSQL server that cannot be reached.
         SchemaVersionError: the database was written by a newer cairnflow.
     """
     url = url or default_url()
+    if is_postgres_url(url):
+        from cairnflow.statestore.postgres import PostgresStore
+
+        return PostgresStore(url, readonly=readonly)
     path = path_from_url(url)
     if not readonly and path != ":memory:" and url == _home_url():
         cairnflow_home().mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,17 @@ Contract, for every implementation (``tests/test_store_contract.py`` checks it):
 * Times are timezone-aware UTC; naive datetimes are refused with ``ValueError``.
 * Reads return plain dataclasses, newest first where a list of runs is returned.
 * All methods are safe to call from several threads of one process.
+* Fencing: only the run's current attempt may write to it. Every write of an
+  attempt (``record_transitions``, ``record_logs``, ``heartbeat``) checks, in
+  the same transaction as the write, that the run's stored attempt is still
+  the writer's; if another process has started a later attempt, the write
+  raises ``FencedOutError`` and stores nothing. (``record_flow_run`` is the
+  claim itself: it may close the previous attempt's history.)
+* Liveness: a Running run belongs to the process named by its ``pid``,
+  ``process_start`` and ``host``. On this host (``host_name()``) the owner is
+  alive while a process with that pid and that start time exists, whatever
+  its heartbeat says (a stopped process is alive; a reused pid is not the
+  owner). On another host only the heartbeat can tell (``is_owner_alive``).
 
 Example:
     >>> from cairnflow.statestore.memory import MemoryStore
@@ -30,6 +41,7 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 import socket
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -43,17 +55,39 @@ from cairnflow.statestore.serialize import SerializedResult
 
 __all__ = [
     "StateStore", "FlowRunRecord", "Transition", "LogEntry", "TaskRunInfo", "FlowRunInfo",
-    "FlowInfo", "TaskKey", "HEARTBEAT_SECONDS", "is_owner_alive", "require_aware",
+    "FlowInfo", "TaskKey", "task_label", "split_task_label", "HEARTBEAT_SECONDS",
+    "is_owner_alive", "require_aware", "host_name", "process_start_time", "stale_after_seconds",
 ]
 
 HEARTBEAT_SECONDS = 5.0
 """How often a live run refreshes its heartbeat."""
 
 STALE_AFTER_SECONDS = 6 * HEARTBEAT_SECONDS
-"""A run on another host whose heartbeat is older than this is taken as crashed."""
+"""A run on another host whose heartbeat is older than this is taken as crashed
+(``CAIRNFLOW_STALE_SECONDS`` overrides it, for tests that simulate two hosts)."""
 
 TaskKey = tuple[str, "int | None"]
 """(task slug, map index) — a task run's identity within its flow run."""
+
+
+def task_label(slug: str, map_index: int | None) -> str:
+    """How a task run is named wherever it is shown: ``slug``, or ``slug[3]`` for a
+    mapped child. ``split_task_label`` reads it back."""
+    return slug if map_index is None else f"{slug}[{map_index}]"
+
+
+def split_task_label(label: str) -> TaskKey:
+    """``"fetch-1[7]"`` -> ``("fetch-1", 7)``; ``"fetch-1"`` -> ``("fetch-1", None)``.
+
+    Only a trailing ``[digits]`` is a map index: ``Constant[list]-1`` is a slug.
+    """
+    match = _LABEL.fullmatch(label)
+    if match is None:
+        return label, None
+    return match.group(1), int(match.group(2))
+
+
+_LABEL = re.compile(r"(.+)\[(\d+)\]")
 
 
 @dataclass(frozen=True)
@@ -71,8 +105,11 @@ class FlowRunRecord:
         flow_blob: the flow serialized, the fallback when the source is gone.
         attempt: 1 for the first run, +1 for each resume.
         pid: the process running this attempt.
-        host: that process's host name.
+        host: that process's host name (``host_name()``).
         started_at: when this attempt started.
+        process_start: that process's start time (``process_start_time``), which
+            tells it from a later process given the same pid; None where the
+            platform cannot say.
     """
 
     id: str
@@ -87,6 +124,7 @@ class FlowRunRecord:
     pid: int
     host: str
     started_at: datetime
+    process_start: int | None = None
 
 
 class Transition(NamedTuple):
@@ -110,7 +148,12 @@ class Transition(NamedTuple):
 
 @dataclass(frozen=True)
 class LogEntry:
-    """One log record emitted through the run logger."""
+    """One log record emitted through the run logger.
+
+    ``attempt`` is the attempt that wrote it: a store refuses the record
+    (``FencedOutError``) once the run has moved on to a later attempt. None
+    (a record written outside any attempt) is not checked.
+    """
 
     flow_run_id: str
     task_slug: str | None
@@ -119,6 +162,7 @@ class LogEntry:
     level: int
     logger: str
     message: str
+    attempt: int | None = None
 
 
 @dataclass(frozen=True)
@@ -161,6 +205,7 @@ class FlowRunInfo:
     started_at: datetime
     ended_at: datetime | None
     updated_at: datetime
+    process_start: int | None = None
 
 
 @dataclass(frozen=True)
@@ -200,20 +245,32 @@ class StateStore(ABC):
         (the dead attempt's ``Crashed`` records, the new attempt's ``Running``)
         are appended in the same transaction, so a kill at any instant leaves
         either all of it or none. Also records the flow by name and sets the
-        run's heartbeat, pid and host to this attempt's.
+        run's heartbeat, pid, process start time and host to this attempt's.
         """
 
     @abstractmethod
-    def record_transitions(self, transitions: Sequence[Transition]) -> None:
-        """Append ``transitions`` in order, atomically, with their results."""
+    def record_transitions(self, transitions: Sequence[Transition],
+                           logs: Sequence[LogEntry] = ()) -> None:
+        """Append ``transitions`` in order, atomically, with their results and ``logs``.
+
+        Fenced: if a run of the batch is now at another attempt than a
+        transition's ``attempt``, nothing of the batch is stored and
+        ``FencedOutError`` is raised. ``logs`` are stored in the same
+        transaction, after the transitions (a log record never lands before
+        the transitions it follows).
+        """
 
     @abstractmethod
     def record_logs(self, entries: Sequence[LogEntry]) -> None:
-        """Store log records with their run and task run."""
+        """Store log records with their run and task run (fenced by ``entry.attempt``)."""
 
     @abstractmethod
-    def heartbeat(self, flow_run_id: str) -> None:
-        """Refresh the run's ``updated_at``: its process is still alive."""
+    def heartbeat(self, flow_run_id: str, attempt: int | None = None) -> None:
+        """Refresh the run's ``updated_at``: its process is still alive.
+
+        With ``attempt``, fenced: ``FencedOutError`` (nothing written) if the
+        run is now at another attempt.
+        """
 
     @abstractmethod
     def delete_runs(self, run_ids: Sequence[str]) -> int:
@@ -282,11 +339,13 @@ class StateStore(ABC):
 
 
 def check_claim(run_id: str, attempt: int, stored_attempt: int, stored_state: str,
-                pid: int, host: str, updated_at: datetime) -> None:
+                pid: int, host: str, updated_at: datetime,
+                process_start: int | None = None) -> None:
     """Refuse to start ``attempt`` of a run over what is stored (see ``record_flow_run``)."""
     from cairnflow.exceptions import RunStillAliveError
 
-    if stored_state == "Running" and is_owner_alive(pid, host, updated_at):
+    if stored_state == "Running" and is_owner_alive(pid, host, updated_at,
+                                                    process_start=process_start):
         raise RunStillAliveError(
             f"run {run_id} is still running (pid {pid} on {host}); wait for it to end, "
             "or stop that process, before resuming")
@@ -303,18 +362,74 @@ def require_aware(when: datetime, what: str = "timestamp") -> datetime:
     return when
 
 
+def fenced_out_message(run_id: str, attempt: int, current: int | None) -> str:
+    """What a store says to an attempt that lost its claim (``FencedOutError``)."""
+    if current is None:
+        return f"run {run_id} was deleted while attempt {attempt} was running it"
+    if current > attempt:
+        return (f"run {run_id} was taken over by attempt {current} (another process resumed "
+                f"it); this attempt ({attempt}) stops and records nothing more")
+    return f"run {run_id} is at attempt {current}, not {attempt}: nothing was recorded"
+
+
+def host_name() -> str:
+    """This host's name as the store records it: ``$CAIRNFLOW_HOSTNAME``, else the
+    system's host name. (The override lets tests simulate several hosts.)"""
+    return os.environ.get("CAIRNFLOW_HOSTNAME") or socket.gethostname()
+
+
+def stale_after_seconds() -> float:
+    """How old a heartbeat from another host may be before its run is taken as crashed."""
+    value = os.environ.get("CAIRNFLOW_STALE_SECONDS")
+    if value:
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return STALE_AFTER_SECONDS
+
+
+def process_start_time(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks since boot (Linux: field 22 of
+    ``/proc/PID/stat``); None if there is no such live process (a zombie is dead)
+    or the platform cannot say."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may hold spaces or ")".
+    fields = stat[stat.rfind(b")") + 2:].split()
+    if not fields or fields[0] in (b"Z", b"X"):
+        return None
+    try:
+        return int(fields[19])  # field 22 counted from the one after the name (field 3)
+    except (IndexError, ValueError):
+        return None
+
+
+_HAS_PROC = os.path.isdir("/proc/self")
+
+
 def is_owner_alive(pid: int, host: str, updated_at: datetime,
-                   now: datetime | None = None) -> bool:
+                   now: datetime | None = None, process_start: int | None = None) -> bool:
     """Whether the process that owns a Running run is still alive.
 
-    On this host, the pid must exist and the heartbeat must be fresh (a reused
-    pid with a stale heartbeat is not the owner). On another host only the
-    heartbeat can tell.
+    On this host: a process with that pid exists and, when the run recorded
+    its start time, started at that time (so a stopped process is alive, and
+    a later process given the same pid is not the owner); the heartbeat is not
+    looked at, so a clock that jumps or a process stopped for minutes changes
+    nothing. Only a run recorded without a start time (an older cairnflow, a
+    platform without ``/proc``) also needs a fresh heartbeat. On another host
+    only the heartbeat can tell.
     """
+    if host != host_name():
+        now = now or pendulum.now("UTC")
+        return (now - updated_at).total_seconds() < stale_after_seconds()
+    if process_start is not None and _HAS_PROC:
+        return process_start_time(pid) == process_start
     now = now or pendulum.now("UTC")
-    fresh = (now - updated_at).total_seconds() < STALE_AFTER_SECONDS
-    if host != socket.gethostname():
-        return fresh
+    fresh = (now - updated_at).total_seconds() < stale_after_seconds()
     return fresh and _pid_exists(pid)
 
 

@@ -13,11 +13,11 @@ from datetime import datetime
 
 import pendulum
 
-from cairnflow.exceptions import ResultNotFoundError, UnknownRunError
+from cairnflow.exceptions import FencedOutError, ResultNotFoundError, UnknownRunError
 from cairnflow.states import is_finished as _is_finished
 from cairnflow.statestore.base import (
     FlowInfo, FlowRunInfo, FlowRunRecord, LogEntry, ResumeData, StateStore, TaskKey,
-    TaskRunInfo, Transition, check_claim, is_owner_alive, require_aware,
+    TaskRunInfo, Transition, check_claim, fenced_out_message, is_owner_alive, require_aware,
 )
 from cairnflow.statestore.serialize import SerializedResult
 
@@ -89,19 +89,27 @@ class MemoryStore(StateStore):
             else:
                 prior = existing.record
                 check_claim(run.id, run.attempt, prior.attempt, existing.state, prior.pid,
-                            prior.host, existing.updated_at)
+                            prior.host, existing.updated_at, prior.process_start)
                 existing.record = replace(run, flow_blob=run.flow_blob or prior.flow_blob)
                 existing.updated_at = pendulum.now("UTC")
             for t in transitions:
                 self._apply(self._run(t.flow_run_id), t)
 
-    def record_transitions(self, transitions: Sequence[Transition]) -> None:
+    def record_transitions(self, transitions: Sequence[Transition],
+                           logs: Sequence[LogEntry] = ()) -> None:
         with self._lock:
-            for t in transitions:
+            for t in (*transitions, *logs):
                 require_aware(t.timestamp)
-                self._run(t.flow_run_id)
+                self._fence(self._run(t.flow_run_id), t.flow_run_id, t.attempt)
             for t in transitions:
                 self._apply(self._runs[t.flow_run_id], t)
+            for e in logs:
+                self._runs[e.flow_run_id].logs.append(e)
+
+    @staticmethod
+    def _fence(run: _Run, run_id: str, attempt: int | None) -> None:
+        if attempt is not None and run.record.attempt != attempt:
+            raise FencedOutError(fenced_out_message(run_id, attempt, run.record.attempt))
 
     def _apply(self, run: _Run, t: Transition) -> None:
         run.history.append(t)  # results are stripped when history is read
@@ -122,14 +130,13 @@ class MemoryStore(StateStore):
             run.results[key] = t.result
 
     def record_logs(self, entries: Sequence[LogEntry]) -> None:
-        with self._lock:
-            for e in entries:
-                require_aware(e.timestamp)
-                self._run(e.flow_run_id).logs.append(e)
+        self.record_transitions((), entries)
 
-    def heartbeat(self, flow_run_id: str) -> None:
+    def heartbeat(self, flow_run_id: str, attempt: int | None = None) -> None:
         with self._lock:
-            self._run(flow_run_id).updated_at = pendulum.now("UTC")
+            run = self._run(flow_run_id)
+            self._fence(run, flow_run_id, attempt)
+            run.updated_at = pendulum.now("UTC")
 
     def delete_runs(self, run_ids: Sequence[str]) -> int:
         with self._lock:
@@ -153,14 +160,15 @@ class MemoryStore(StateStore):
     def _info(self, run: _Run) -> FlowRunInfo:
         r = run.record
         state = run.state
-        if state == "Running" and not is_owner_alive(r.pid, r.host, run.updated_at):
+        if state == "Running" and not is_owner_alive(r.pid, r.host, run.updated_at,
+                                                     process_start=r.process_start):
             state = "Crashed"
         return FlowRunInfo(
             id=r.id, flow_name=r.flow_name, flow_hash=r.flow_hash, state=state,
             stored_state=run.state, message=run.message, parameters=r.parameters,
             attempt=r.attempt, source_file=r.source_file, source_variable=r.source_variable,
             pid=r.pid, host=r.host, created_at=run.created_at, started_at=r.started_at,
-            ended_at=run.ended_at, updated_at=run.updated_at,
+            ended_at=run.ended_at, updated_at=run.updated_at, process_start=r.process_start,
         )
 
     def get_flow_run(self, run_id: str) -> FlowRunInfo:

@@ -39,7 +39,7 @@ Example:
 
 from __future__ import annotations
 
-from sqlalchemy import CheckConstraint, Index
+from sqlalchemy import BigInteger, CheckConstraint, Index, Integer
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -52,6 +52,12 @@ RUN_SHIFT = 32
 """Row ids of a run's tables are ``flow_run.pk << RUN_SHIFT`` plus a sequence number."""
 
 _NO_AUTO = {"autoincrement": False}
+
+# Row ids are ``pk << 32 | seq``: 64-bit wherever the database has a choice. SQLite's
+# INTEGER is already 64-bit, and only INTEGER PRIMARY KEY is its rowid (and takes
+# AUTOINCREMENT), so SQLite keeps INTEGER; PostgreSQL gets BIGINT (a 32-bit serial
+# would silently wrap ``pk << 32`` back to ``pk``).
+KEY = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class StoreModel(SQLModel, registry=registry()):
@@ -82,7 +88,7 @@ class FlowRun(StoreModel, table=True):
         {"sqlite_autoincrement": True},
     )
 
-    pk: int | None = Field(default=None, primary_key=True)
+    pk: int | None = Field(default=None, primary_key=True, sa_type=KEY)
     id: str = Field(unique=True)
     flow_id: int = Field(foreign_key="flow.id")
     flow_hash: str
@@ -106,6 +112,10 @@ class FlowRun(StoreModel, table=True):
     started_at: str
     ended_at: str | None = None
     updated_at: str
+    # The owner's start time (clock ticks since boot), so that a later process given
+    # the same pid is not taken for the owner. Schema 2 (last, where the migration
+    # from schema 1 adds it).
+    process_start: int | None = Field(default=None, sa_type=KEY)  # ticks: may pass 2**31
 
 
 class TaskRun(StoreModel, table=True):
@@ -116,7 +126,7 @@ class TaskRun(StoreModel, table=True):
 
     __tablename__ = "task_run"
 
-    id: int = Field(primary_key=True, sa_column_kwargs=_NO_AUTO)
+    id: int = Field(primary_key=True, sa_type=KEY, sa_column_kwargs=_NO_AUTO)
     task_slug: str
     map_index: int = -1
     task_name: str | None = None
@@ -135,8 +145,8 @@ class StateTransition(StoreModel, table=True):
 
     __tablename__ = "state_transition"
 
-    id: int = Field(primary_key=True, sa_column_kwargs=_NO_AUTO)
-    task_run_id: int | None = None
+    id: int = Field(primary_key=True, sa_type=KEY, sa_column_kwargs=_NO_AUTO)
+    task_run_id: int | None = Field(default=None, sa_type=KEY)
     attempt: int
     state: str
     message: str | None = None
@@ -151,7 +161,7 @@ class TaskResult(StoreModel, table=True):
         CheckConstraint("(data IS NULL) <> (path IS NULL)", name="ck_task_result_where"),
     )
 
-    task_run_id: int = Field(primary_key=True, sa_column_kwargs=_NO_AUTO)
+    task_run_id: int = Field(primary_key=True, sa_type=KEY, sa_column_kwargs=_NO_AUTO)
     serializer: str
     python_version: str
     cloudpickle_version: str
@@ -170,7 +180,7 @@ class LogRecord(StoreModel, table=True):
 
     __tablename__ = "log_record"
 
-    id: int = Field(primary_key=True, sa_column_kwargs=_NO_AUTO)
+    id: int = Field(primary_key=True, sa_type=KEY, sa_column_kwargs=_NO_AUTO)
     task_slug: str | None = None
     map_index: int = -1
     timestamp: str

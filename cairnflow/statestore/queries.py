@@ -36,6 +36,7 @@ from cairnflow.exceptions import AmbiguousRunError, ResultNotFoundError, Unknown
 from cairnflow.statestore import serialize
 from cairnflow.statestore.base import (
     FlowInfo, FlowRunInfo, LogEntry, StateStore, TaskKey, TaskRunInfo, Transition,
+    task_label as base_task_label,
 )
 
 __all__ = [
@@ -278,9 +279,7 @@ def summarise_children(children: Sequence[TaskRunInfo]) -> ChildrenSummary:
 
 def task_label(slug: str | None, map_index: int | None) -> str:
     """``slug`` or ``slug[3]`` for a mapped child; ``(flow)`` for the flow run itself."""
-    if slug is None:
-        return "(flow)"
-    return slug if map_index is None else f"{slug}[{map_index}]"
+    return "(flow)" if slug is None else base_task_label(slug, map_index)
 
 
 def iso(when: datetime | None) -> str | None:

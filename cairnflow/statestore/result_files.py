@@ -50,11 +50,16 @@ class ResultFiles:
         self._make_dir(run_dir)
         name = f"{uuid.uuid4().hex}.pkl"
         tmp = run_dir / f".{name}.tmp"
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, run_dir / name)
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, run_dir / name)
+        except BaseException:
+            # A full disk must not stay full of our partial file.
+            _unlink(tmp)
+            raise
         _fsync_dir(run_dir)
         return StoredFile(f"{run_dir.name}/{name}", len(data), hashlib.sha256(data).hexdigest())
 
@@ -80,6 +85,13 @@ class ResultFiles:
         except FileNotFoundError:
             pass
 
+    def remove_temporaries(self, run_id: str) -> None:
+        """Delete the run's temporary files that a killed process left half-written."""
+        run_dir = self._run_dir(run_id)
+        if run_dir.is_dir():
+            for tmp in run_dir.glob(".*.pkl.tmp"):
+                _unlink(tmp)
+
     def remove_run(self, run_id: str) -> None:
         """Delete all result files of a run."""
         shutil.rmtree(self._run_dir(run_id), ignore_errors=True)
@@ -98,6 +110,13 @@ class ResultFiles:
         if new_root:
             _fsync_dir(self.root.parent)
         _fsync_dir(self.root)
+
+
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def _fsync_dir(path: Path) -> None:

@@ -29,17 +29,19 @@ from typing import Any, TypeVar
 
 import pendulum
 
-from cairnflow.exceptions import ResultNotFoundError, StoreError, UnknownRunError
+from cairnflow.exceptions import (
+    FencedOutError, ResultNotFoundError, StoreError, UnknownRunError,
+)
 from cairnflow.statestore import sqlite_policy as policy
 from cairnflow.statestore import sqlite_rows as rows
 from cairnflow.statestore.base import (
     FlowInfo, FlowRunInfo, FlowRunRecord, LogEntry, ResumeData, StateStore, TaskKey,
-    TaskRunInfo, Transition, check_claim, require_aware,
+    TaskRunInfo, Transition, check_claim, fenced_out_message, require_aware,
 )
 from cairnflow.statestore.result_files import ResultFiles, StoredFile
 from cairnflow.statestore.serialize import SerializedResult
 from cairnflow.statestore.sqlite_batch import (
-    NOT_MAPPED, RUN_SHIFT, RunCaches, StaleCache, run_range, write_transitions,
+    NOT_MAPPED, RUN_SHIFT, RunCaches, StaleCache, check_attempts, run_range, write_transitions,
 )
 from cairnflow.statestore.sqlite_rows import is_finished, ts
 
@@ -52,14 +54,18 @@ LARGE_RESULT_BYTES = 1 << 20
 
 _Refusal = Callable[[sqlite3.IntegrityError], StoreError]
 
-# The run's next log id, read under the write lock; no row if there is no such run.
+# The run's next log id, read under the write lock; no row if there is no such run,
+# or (fenced) if the run is at another attempt than the record's.
 _INSERT_LOG = f"""
 INSERT INTO log_record (id, task_slug, map_index, timestamp, level, logger, message)
 SELECT COALESCE((SELECT MAX(l.id) FROM log_record l
                  WHERE l.id BETWEEN r.pk << {RUN_SHIFT}
                                 AND (r.pk << {RUN_SHIFT}) + {(1 << RUN_SHIFT) - 1}),
                 r.pk << {RUN_SHIFT}) + 1, :slug, :map_index, :timestamp, :level, :logger, :message
-FROM flow_run r WHERE r.id = :run_id"""
+FROM flow_run r WHERE r.id = :run_id AND (:attempt IS NULL OR r.attempt = :attempt)"""
+
+_HEARTBEAT = ("UPDATE flow_run SET updated_at = ? WHERE id = ? "
+              "AND (? IS NULL OR attempt = ?)")
 
 # Everything a run owns, by the range of its row ids (see models), then the run.
 _DELETE_RUN_ROWS = (
@@ -83,8 +89,9 @@ def path_from_url(url: str) -> str:
         return os.path.expanduser(url)
     scheme, _, rest = url.partition("://")
     if scheme.lower() not in ("sqlite", "sqlite+pysqlite"):
-        raise StoreError(f"only SQLite is supported today, not {scheme!r}: give a URL like "
-                         "sqlite:////path/to/cairnflow.db")
+        raise StoreError(f"unknown store URL scheme {scheme!r}: give a URL like "
+                         "sqlite:////path/to/cairnflow.db or "
+                         "postgresql+psycopg://user:password@host/dbname")
     if "?" in rest:
         raise StoreError(f"URL options are not supported in {url!r}: remove the '?...' part")
     if rest in ("", "/", "/:memory:"):
@@ -228,11 +235,11 @@ class SQLiteStore(StateStore):
         caches = self._runs
 
         def start(cur: sqlite3.Cursor) -> None:
-            stored = cur.execute("SELECT attempt, state, pid, host, updated_at FROM flow_run "
-                                 "WHERE id = ?", (run.id,)).fetchone()
+            stored = cur.execute("SELECT attempt, state, pid, host, updated_at, process_start "
+                                 "FROM flow_run WHERE id = ?", (run.id,)).fetchone()
             if stored is not None:  # one transaction: of two claims, exactly one wins
                 check_claim(run.id, run.attempt, stored[0], stored[1], stored[2], stored[3],
-                            rows.from_ts(stored[4]))
+                            rows.from_ts(stored[4]), stored[5])
             cur.execute("INSERT INTO flow (name, created_at) VALUES (?, ?) "
                         "ON CONFLICT (name) DO NOTHING", (run.flow_name, values["updated_at"]))
             values["flow_id"] = cur.execute(
@@ -245,15 +252,22 @@ class SQLiteStore(StateStore):
                 caches.forget(run.id)  # another attempt wrote it: read it again
 
         self._write_batch(transitions, start, run.id)
+        if run.attempt > 1 and self.results is not None:
+            self.results.remove_temporaries(run.id)  # left by an attempt that was killed
 
-    def record_transitions(self, transitions: Sequence[Transition]) -> None:
+    def record_transitions(self, transitions: Sequence[Transition],
+                           logs: Sequence[LogEntry] = ()) -> None:
         if transitions:
-            self._write_batch(transitions)
+            self._write_batch(transitions, logs=_log_values(logs) if logs else None)
+        elif logs:
+            self.record_logs(logs)
 
     def _write_batch(self, transitions: Sequence[Transition],
                      start: Callable[[sqlite3.Cursor], None] | None = None,
-                     run_id: str | None = None) -> None:
-        """Commit ``transitions`` (after ``start``, if given) in one write transaction.
+                     run_id: str | None = None,
+                     logs: list[dict[str, Any]] | None = None) -> None:
+        """Commit ``transitions`` (after ``start``, if given; fenced unless it is
+        given) and then ``logs`` in one write transaction.
 
         Results over the threshold are written to files first; if the
         transaction does not commit, they are removed, and once it has, the
@@ -273,7 +287,7 @@ class SQLiteStore(StateStore):
                 raise StoreError("this cairnflow store is closed")
             try:
                 replaced = self._guarded("write to", None, self._batch, transitions, files,
-                                         start, run_id)
+                                         start, run_id, logs)
             except BaseException:
                 if files is not None:
                     self._remove_files(f.path for f in files if f)
@@ -283,7 +297,7 @@ class SQLiteStore(StateStore):
 
     def _batch(self, transitions: Sequence[Transition], files: list[StoredFile | None] | None,
                start: Callable[[sqlite3.Cursor], None] | None,
-               run_id: str | None) -> list[str]:
+               run_id: str | None, logs: list[dict[str, Any]] | None) -> list[str]:
         """A batch's transaction; the result files it replaced.
 
         The run caches change as the batch is written: if it does not commit,
@@ -297,8 +311,10 @@ class SQLiteStore(StateStore):
             try:
                 if start is not None:
                     start(cur)
-                replaced = write_transitions(cur, caches, transitions, files) \
-                    if transitions else []
+                replaced = write_transitions(cur, caches, transitions, files,
+                                             fenced=start is None) if transitions else []
+                if logs:
+                    _insert_logs(cur, logs)
                 cur.execute("COMMIT")
                 return replaced
             except BaseException as exc:
@@ -334,26 +350,20 @@ class SQLiteStore(StateStore):
     def record_logs(self, entries: Sequence[LogEntry]) -> None:
         if not entries:
             return
-        values = [{"run_id": e.flow_run_id, "slug": e.task_slug,
-                   "map_index": NOT_MAPPED if e.map_index is None else e.map_index,
-                   "timestamp": ts(e.timestamp), "level": e.level, "logger": e.logger,
-                   "message": e.message} for e in entries]
+        values = _log_values(entries)
+        self._transact(lambda cur: _insert_logs(cur, values), write=True)
 
-        def write(cur: sqlite3.Cursor) -> None:
-            cur.executemany(_INSERT_LOG, values)
-            if cur.rowcount != len(values):  # a run that does not exist
-                ids = sorted({e.flow_run_id for e in entries})
-                raise UnknownRunError(f"no run with id {', '.join(map(repr, ids))}")
-
-        self._transact(write, write=True)
-
-    def heartbeat(self, flow_run_id: str) -> None:
+    def heartbeat(self, flow_run_id: str, attempt: int | None = None) -> None:
         now = ts(pendulum.now("UTC"))
 
         def write(cur: sqlite3.Cursor) -> None:
-            cur.execute("UPDATE flow_run SET updated_at = ? WHERE id = ?", (now, flow_run_id))
+            cur.execute(_HEARTBEAT, (now, flow_run_id, attempt, attempt))
             if not cur.rowcount:
-                raise UnknownRunError(f"no run with id {flow_run_id!r}")
+                found = cur.execute("SELECT attempt FROM flow_run WHERE id = ?",
+                                    (flow_run_id,)).fetchone()
+                if found is None:
+                    raise UnknownRunError(f"no run with id {flow_run_id!r}")
+                raise FencedOutError(fenced_out_message(flow_run_id, attempt, found[0]))
 
         self._transact(write, write=True)
 
@@ -379,11 +389,11 @@ class SQLiteStore(StateStore):
         def write(cur: sqlite3.Cursor) -> list[str]:
             now = rows.utc_now()
             old = cur.execute(
-                "SELECT id, state, pid, host, updated_at, pk FROM flow_run WHERE created_at < ?",
-                (cutoff,)).fetchall()
+                "SELECT id, state, pid, host, updated_at, pk, process_start FROM flow_run "
+                "WHERE created_at < ?", (cutoff,)).fetchall()
             gone = []
-            for rid, state, pid, host, updated_at, pk in old:
-                if is_finished(rows.reported_state(state, pid, host, updated_at, now)):
+            for rid, state, pid, host, updated_at, pk, started in old:
+                if is_finished(rows.reported_state(state, pid, host, updated_at, now, started)):
                     _delete_run(cur, pk)
                     gone.append(rid)
             return gone
@@ -485,6 +495,25 @@ class SQLiteStore(StateStore):
     def __repr__(self) -> str:
         mode = ", readonly" if self.readonly else ""
         return f"SQLiteStore({self.path!r}{mode})"
+
+
+def _log_values(entries: Sequence[LogEntry]) -> list[dict[str, Any]]:
+    """Named parameters of ``_INSERT_LOG``, one dict per record (``_entry`` is kept
+    for the error path)."""
+    return [{"run_id": e.flow_run_id, "slug": e.task_slug,
+             "map_index": NOT_MAPPED if e.map_index is None else e.map_index,
+             "timestamp": ts(e.timestamp), "level": e.level, "logger": e.logger,
+             "message": e.message, "attempt": e.attempt, "_entry": e} for e in entries]
+
+
+def _insert_logs(cur: sqlite3.Cursor, values: list[dict[str, Any]]) -> None:
+    """Insert log records inside a write transaction: all of them, or an error."""
+    cur.executemany(_INSERT_LOG, values)
+    if cur.rowcount != len(values):  # a run that does not exist, or a fenced-out attempt
+        entries = [v["_entry"] for v in values]
+        check_attempts(cur, entries)
+        ids = sorted({e.flow_run_id for e in entries})
+        raise UnknownRunError(f"no run with id {', '.join(map(repr, ids))}")
 
 
 def _delete_run(cur: sqlite3.Cursor, pk: int) -> None:

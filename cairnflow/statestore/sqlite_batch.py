@@ -32,12 +32,13 @@ from datetime import datetime, timezone
 
 import pendulum
 
-from cairnflow.exceptions import StoreError, UnknownRunError
+from cairnflow.exceptions import FencedOutError, StoreError, UnknownRunError
 from cairnflow import states
-from cairnflow.statestore.base import Transition, require_aware
+from cairnflow.statestore.base import Transition, fenced_out_message, require_aware
 from cairnflow.statestore.result_files import StoredFile
 
-__all__ = ["RunCache", "RunCaches", "StaleCache", "write_transitions", "NOT_MAPPED",
+__all__ = ["RunCache", "RunCaches", "StaleCache", "BatchPlan", "plan_transitions",
+           "execute_plan", "write_transitions", "NOT_MAPPED",
            "RUN_SHIFT", "run_range", "MULTI_ROW_MAX", "ts"]
 
 NOT_MAPPED = -1
@@ -99,13 +100,15 @@ ON CONFLICT (id) DO UPDATE SET
     started_at = COALESCE(task_run.started_at, excluded.started_at),
     ended_at = excluded.ended_at"""
 
-# Only the rows of runs that exist (a row's run is id >> RUN_SHIFT); see the module
-# docstring.
+# Only the rows of runs that exist (a row's run is id >> RUN_SHIFT) and, fenced,
+# whose current attempt is the row's (column3): the fencing check rides in the
+# statement every batch runs anyway. See the module docstring.
 _TRANSITION_ROW = "(?, ?, ?, ?, ?, ?)"
 _INSERT_TRANSITIONS = f"""
 INSERT OR FAIL INTO state_transition (id, task_run_id, attempt, state, message, timestamp)
 SELECT * FROM (VALUES {{rows}}) AS v
-WHERE EXISTS (SELECT 1 FROM flow_run WHERE pk = v.column1 >> {RUN_SHIFT})"""
+WHERE EXISTS (SELECT 1 FROM flow_run WHERE pk = v.column1 >> {RUN_SHIFT}{{fence}})"""
+_FENCE = " AND attempt = v.column3"
 
 _INSERT_RESULT = """
 INSERT OR FAIL INTO task_result (task_run_id, serializer, python_version,
@@ -120,17 +123,20 @@ _UPDATE_FLOW_RUN_STATE = "UPDATE flow_run SET state = ?, message = ?, ended_at =
 class _Statements(dict):
     """``sql[n]``: a statement inserting ``n`` rows, made once per ``n``."""
 
-    def __init__(self, template: str, row: str) -> None:
+    def __init__(self, template: str, row: str, **fill: str) -> None:
         super().__init__()
-        self.template, self.row = template, row
+        self.template, self.row, self.fill = template, row, fill
 
     def __missing__(self, n: int) -> str:
-        sql = self[n] = self.template.format(rows=", ".join([self.row] * n))
+        sql = self[n] = self.template.format(rows=", ".join([self.row] * n), **self.fill)
         return sql
 
 
 _UPSERT_TASK_RUNS = _Statements(_TASK_RUN_UPSERT, _TASK_RUN_ROW)
-_INSERT_HISTORY = _Statements(_INSERT_TRANSITIONS, _TRANSITION_ROW)
+_INSERT_HISTORY = _Statements(_INSERT_TRANSITIONS, _TRANSITION_ROW, fence=_FENCE)
+# A new attempt's claim has checked the run already, and closes the previous
+# attempt's history in the same transaction: its rows are not fenced.
+_INSERT_CLAIM_HISTORY = _Statements(_INSERT_TRANSITIONS, _TRANSITION_ROW, fence="")
 
 
 class _FinishedStates(dict):
@@ -148,6 +154,21 @@ FINISHED = _FinishedStates()
 
 class StaleCache(StoreError):
     """The store's cache of a run no longer matches the database (see the module docstring)."""
+
+
+def check_attempts(cur: sqlite3.Cursor, writes: Sequence[Transition]) -> None:
+    """After a fenced write stored fewer rows than given: ``FencedOutError`` if a
+    run it names is now at another attempt (a deleted run is left to the caller)."""
+    seen: set[tuple[str, int]] = set()
+    for w in writes:
+        key = (w.flow_run_id, w.attempt)
+        if key in seen or w.attempt is None:
+            continue
+        seen.add(key)
+        found = cur.execute("SELECT attempt FROM flow_run WHERE id = ?",
+                            (w.flow_run_id,)).fetchone()
+        if found is not None and found[0] != w.attempt:
+            raise FencedOutError(fenced_out_message(w.flow_run_id, w.attempt, found[0]))
 
 
 class RunCache:
@@ -219,9 +240,38 @@ class RunCaches:
         self.runs.clear()
 
 
+class BatchPlan:
+    """The rows one batch of transitions writes, planned once for every SQL store.
+
+    Attributes:
+        count: how many transitions (and so history rows) the batch has.
+        history: the history rows, flat: ``(id, task_run_id, attempt, state,
+            message, timestamp)`` repeated.
+        task_rows: the task-run upserts, flat and in order: ``(id, slug,
+            map_index, name, state, message, attempts to add, started_at,
+            ended_at)`` repeated; one task run may appear more than once.
+        results: the result rows to insert, by task run id: ``(task_run_id,
+            serializer, python_version, cloudpickle_version, data, path, size,
+            sha256)``.
+        deletes: task run ids whose earlier result this batch replaces, or None.
+        flows: ``(state, message, ended_at, pk)`` updates of flow runs, in
+            order, or None.
+    """
+
+    __slots__ = ("count", "history", "task_rows", "results", "deletes", "flows")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.history: list = []
+        self.task_rows: list = []
+        self.results: dict[int, tuple] | None = None
+        self.deletes: list[int] | None = None
+        self.flows: list[tuple] | None = None
+
+
 def write_transitions(cur: sqlite3.Cursor, caches: RunCaches,
                       transitions: Sequence[Transition],
-                      files: list[StoredFile | None] | None) -> list[str]:
+                      files: list[StoredFile | None] | None, fenced: bool = True) -> list[str]:
     """Write a batch inside a write transaction.
 
     ``files`` are the result files of the transitions whose result went to a
@@ -229,14 +279,27 @@ def write_transitions(cur: sqlite3.Cursor, caches: RunCaches,
     remove once it has committed. Updates the caches as it goes: if the
     transaction does not commit, the caller must forget the runs of the batch.
     A run that finishes is forgotten (it writes no more; a resume reads it again).
-    Raises ``StaleCache`` if the cache of a run in the batch was out of date.
+    Raises ``StaleCache`` if the cache of a run in the batch was out of date,
+    and, when ``fenced``, ``FencedOutError`` if a run is at another attempt than
+    its transitions'.
+    """
+    return execute_plan(cur, plan_transitions(cur, caches, transitions, files), transitions,
+                        fenced)
+
+
+def plan_transitions(cur: object, caches: RunCaches, transitions: Sequence[Transition],
+                     files: list[StoredFile | None] | None) -> BatchPlan:
+    """The rows of a batch, from the caches (runs not cached are read with ``cur``).
+
+    Advances the caches as if the batch were written (see ``write_transitions``).
     """
     finished = FINISHED
+    plan = BatchPlan()
     runs: dict[str, RunCache] = {}
     run_id_now: str | None = None
     run: RunCache = None  # type: ignore[assignment]
-    task_rows: list = []
-    history: list = []
+    task_rows = plan.task_rows
+    history = plan.history
     results: dict[int, tuple] | None = None
     deletes: list[int] | None = None
     flows: list[tuple] | None = None
@@ -245,7 +308,7 @@ def write_transitions(cur: sqlite3.Cursor, caches: RunCaches,
         if run_id != run_id_now:
             run = runs.get(run_id)  # type: ignore[assignment]
             if run is None:
-                run = runs[run_id] = caches.get(cur, run_id)
+                run = runs[run_id] = caches.get(cur, run_id)  # type: ignore[arg-type]
             run_id_now = run_id
         stamp = ts(when)
         seq = run.next_seq
@@ -296,16 +359,26 @@ def write_transitions(cur: sqlite3.Cursor, caches: RunCaches,
                         result.cloudpickle_version, None, stored.path, stored.size,
                         stored.sha256)
         i += 1
+    plan.count, plan.results, plan.deletes, plan.flows = i, results, deletes, flows
+    return plan
+
+
+def execute_plan(cur: sqlite3.Cursor, plan: BatchPlan, transitions: Sequence[Transition],
+                 fenced: bool = True) -> list[str]:
+    """Write a planned batch with SQLite; the result files it replaced."""
+    i, history, task_rows = plan.count, plan.history, plan.task_rows
+    statements = _INSERT_HISTORY if fenced else _INSERT_CLAIM_HISTORY
     try:
         if i <= MULTI_ROW_MAX:
-            cur.execute(_INSERT_HISTORY[i], history)
+            cur.execute(statements[i], history)
         else:
-            cur.executemany(_INSERT_HISTORY[1], zip(*[iter(history)] * 6))
+            cur.executemany(statements[1], zip(*[iter(history)] * 6))
     except sqlite3.IntegrityError as exc:
         if "state_transition.id" not in str(exc):
             raise
         raise StaleCache("a run of the batch was written by another store") from exc
     if cur.rowcount != i:
+        check_attempts(cur, transitions)
         raise StaleCache("a run of the batch was deleted by another store")
     if task_rows:
         n = len(task_rows) // 9
@@ -314,17 +387,18 @@ def write_transitions(cur: sqlite3.Cursor, caches: RunCaches,
         else:
             cur.executemany(_UPSERT_TASK_RUNS[1], zip(*[iter(task_rows)] * 9))
     replaced = []
-    if deletes is not None:
-        for task_run_id in deletes:
+    if plan.deletes is not None:
+        for task_run_id in plan.deletes:
             old = cur.execute(_DELETE_RESULT, (task_run_id,)).fetchone()
             if old is not None and old[0] is not None:
                 replaced.append(old[0])
+    results = plan.results
     if results is not None:
         if len(results) == 1:
             for row in results.values():
                 cur.execute(_INSERT_RESULT, row)
         else:
             cur.executemany(_INSERT_RESULT, results.values())
-    if flows is not None:
-        cur.executemany(_UPDATE_FLOW_RUN_STATE, flows)
+    if plan.flows is not None:
+        cur.executemany(_UPDATE_FLOW_RUN_STATE, plan.flows)
     return replaced

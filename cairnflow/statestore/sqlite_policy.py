@@ -49,16 +49,26 @@ __all__ = [
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The schema this code writes and reads."""
 
-MIGRATIONS: dict[int, Callable[[sqlite3.Cursor], None]] = {}
+
+def _migrate_to_2(cur: sqlite3.Cursor) -> None:
+    """Schema 2 is schema 1 plus columns and tables only (nothing renamed or
+    dropped): create what ``models`` defines and the database lacks.
+
+    Schema 2 adds ``flow_run.process_start`` (liveness by pid and start time)
+    and the tables later features of this release define in ``models``.
+    """
+    _add_missing(cur)
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Cursor], None]] = {2: _migrate_to_2}
 """Step ``n`` upgrades a database at schema ``n - 1`` to schema ``n``.
 
 Each step runs inside the writer's ``BEGIN IMMEDIATE`` transaction together
-with the version bump, so an upgrade is all or nothing. Schema 1 is the first
-released schema, so there is no step yet; a new database is created at
-``SCHEMA_VERSION`` directly from ``cairnflow.statestore.models``.
+with the version bump, so an upgrade is all or nothing. A new database is
+created at ``SCHEMA_VERSION`` directly from ``cairnflow.statestore.models``.
 """
 
 BUSY_TIMEOUT_SECONDS = 30.0
@@ -266,6 +276,34 @@ def ensure_schema(cur: sqlite3.Cursor, where: str) -> None:
                              f"this cairnflow cannot upgrade the database {where}")
         migrate(cur)
         cur.execute("UPDATE schema_version SET version = ?", (step,))
+
+
+def _add_missing(cur: sqlite3.Cursor) -> None:
+    """Create the tables, columns and indexes of ``models`` that the database lacks.
+
+    A new column must be nullable or have a server default (SQLite's rule for
+    ``ALTER TABLE ... ADD COLUMN``).
+    """
+    from sqlalchemy.dialects import sqlite as sqlite_dialect
+    from sqlalchemy.schema import CreateIndex, CreateTable
+
+    from cairnflow.statestore.models import metadata
+
+    dialect = sqlite_dialect.dialect()
+    tables = {row[0] for row in cur.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    indexes = {row[0] for row in cur.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    for table in metadata.sorted_tables:
+        if table.name not in tables:
+            cur.execute(str(CreateTable(table).compile(dialect=dialect)))
+        else:
+            present = {row[1] for row in cur.execute(f'PRAGMA table_info("{table.name}")')}
+            for column in table.columns:
+                if column.name not in present:
+                    kind = column.type.compile(dialect=dialect)
+                    cur.execute(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}')
+        for index in sorted(table.indexes, key=lambda i: i.name or ""):
+            if index.name not in indexes:
+                cur.execute(str(CreateIndex(index).compile(dialect=dialect)))
 
 
 def _create_schema(cur: sqlite3.Cursor) -> None:

@@ -53,11 +53,12 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def reported_state(state: str, pid: int, host: str, updated_at: str, now: datetime) -> str:
+def reported_state(state: str, pid: int, host: str, updated_at: str, now: datetime,
+                   process_start: int | None = None) -> str:
     """The stored state, except that a Running run whose owner is dead is Crashed."""
     # Plain datetimes: pendulum's subtraction would cost more than the whole row.
     if state == "Running" and not is_owner_alive(
-            pid, host, datetime.fromisoformat(updated_at), now):
+            pid, host, datetime.fromisoformat(updated_at), now, process_start):
         return "Crashed"
     return state
 
@@ -80,7 +81,7 @@ _BLOB_COLUMNS = ("blob", "serializer", "python_version", "cloudpickle_version")
 _RUN_COLUMNS = (
     "id", "flow_id", "flow_hash", "state", "parameters",
     *(f"parameters_{c}" for c in _BLOB_COLUMNS), "source_file", "source_variable",
-    *(f"flow_{c}" for c in _BLOB_COLUMNS), "attempt", "pid", "host",
+    *(f"flow_{c}" for c in _BLOB_COLUMNS), "attempt", "pid", "host", "process_start",
     "created_at", "started_at", "updated_at",
 )
 _KEPT_ON_NEW_ATTEMPT = ("id", "state", "created_at")
@@ -102,7 +103,7 @@ def flow_run_values(run: FlowRunRecord, now: str) -> dict[str, Any]:
         "source_file": run.source_file, "source_variable": run.source_variable,
         **_blob_values("flow", run.flow_blob),
         "attempt": run.attempt, "pid": run.pid, "host": run.host,
-        "created_at": started, "started_at": started, "updated_at": now,
+        "process_start": run.process_start, "created_at": started, "started_at": started, "updated_at": now,
     }
 
 
@@ -125,19 +126,22 @@ def upsert_flow_run_sql(keep_flow_blob: bool) -> str:
 
 _RUN_INFO_COLUMNS = """r.id, f.name, r.flow_hash, r.state, r.message, r.parameters,
     r.attempt, r.source_file, r.source_variable, r.pid, r.host, r.created_at,
-    r.started_at, r.ended_at, r.updated_at"""
+    r.started_at, r.ended_at, r.updated_at, r.process_start"""
 
 
 def _run_info(row: tuple, now: datetime) -> FlowRunInfo:
     (run_id, flow_name, flow_hash, state, message, parameters, attempt, source_file,
-     source_variable, pid, host, created_at, started_at, ended_at, updated_at) = row
+     source_variable, pid, host, created_at, started_at, ended_at, updated_at,
+     process_start) = row
     return FlowRunInfo(
         id=run_id, flow_name=flow_name, flow_hash=flow_hash,
-        state=reported_state(state, pid, host, updated_at, now), stored_state=state,
+        state=reported_state(state, pid, host, updated_at, now, process_start),
+        stored_state=state,
         message=message, parameters=json.loads(parameters), attempt=attempt,
         source_file=source_file, source_variable=source_variable, pid=pid, host=host,
         created_at=from_ts(created_at), started_at=from_ts(started_at),
         ended_at=from_ts(ended_at), updated_at=from_ts(updated_at),
+        process_start=process_start,
     )
 
 
@@ -178,7 +182,7 @@ def list_runs(cur: sqlite3.Cursor | None, flow_name: str | None, state: str | No
         params.append(state)
     sql = (f"SELECT {_RUN_INFO_COLUMNS} FROM flow_run r JOIN flow f ON f.id = r.flow_id"
            + (" WHERE " + " AND ".join(where) if where else "")
-           + " ORDER BY r.created_at DESC, r.rowid DESC")
+           + " ORDER BY r.created_at DESC, r.pk DESC")
     if limit is not None and not live_filter:
         sql += f" LIMIT {int(limit)}"
     now = utc_now()
@@ -200,7 +204,7 @@ def flow_run_record(cur: sqlite3.Cursor | None, run_id: str) -> FlowRunRecord:
         "r.parameters_serializer, r.parameters_python_version, "
         "r.parameters_cloudpickle_version, r.source_file, r.source_variable, r.flow_blob, "
         "r.flow_serializer, r.flow_python_version, r.flow_cloudpickle_version, r.attempt, "
-        "r.pid, r.host, r.started_at FROM flow_run r JOIN flow f ON f.id = r.flow_id "
+        "r.pid, r.host, r.started_at, r.process_start FROM flow_run r JOIN flow f ON f.id = r.flow_id "
         "WHERE r.id = ?", (run_id,)).fetchone()
     if row is None:
         raise UnknownRunError(f"no run with id {run_id!r}")
@@ -208,7 +212,7 @@ def flow_run_record(cur: sqlite3.Cursor | None, run_id: str) -> FlowRunRecord:
         id=row[0], flow_name=row[1], flow_hash=row[2], parameters=json.loads(row[3]),
         parameters_blob=_blob(*row[4:8]), source_file=row[8], source_variable=row[9],
         flow_blob=_blob(*row[10:14]), attempt=row[14], pid=row[15], host=row[16],
-        started_at=from_ts(row[17]),
+        started_at=from_ts(row[17]), process_start=row[18],
     )
 
 
@@ -217,15 +221,19 @@ def flows(cur: sqlite3.Cursor | None) -> list[FlowInfo]:
     if cur is None:
         return []
     now = utc_now()
-    # SQLite takes the bare columns from the row that holds MAX(created_at).
+    # Each flow's newest run by the (flow_id, created_at) index; no bare columns
+    # beside an aggregate, which only SQLite allows.
     found = cur.execute(
-        "SELECT f.name, COUNT(*), r.id, r.state, r.pid, r.host, r.updated_at, "
-        "MAX(r.created_at) FROM flow_run r JOIN flow f ON f.id = r.flow_id "
-        "GROUP BY f.id ORDER BY f.name").fetchall()
+        "SELECT f.name, c.runs, r.id, r.state, r.pid, r.host, r.updated_at, r.process_start, "
+        "r.created_at FROM flow f "
+        "JOIN (SELECT flow_id, COUNT(*) AS runs FROM flow_run GROUP BY flow_id) c "
+        "ON c.flow_id = f.id JOIN flow_run r ON r.pk = (SELECT l.pk FROM flow_run l "
+        "WHERE l.flow_id = f.id ORDER BY l.created_at DESC, l.pk DESC LIMIT 1) "
+        "ORDER BY f.name").fetchall()
     return [FlowInfo(name=name, runs=count, last_run_id=run_id,
-                     last_state=reported_state(state, pid, host, updated, now),
+                     last_state=reported_state(state, pid, host, updated, now, started),
                      last_run_at=from_ts(created))
-            for name, count, run_id, state, pid, host, updated, created in found]
+            for name, count, run_id, state, pid, host, updated, started, created in found]
 
 
 # -- task runs, history, results, logs -------------------------------------------
