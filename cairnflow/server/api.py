@@ -111,7 +111,9 @@ def list_runs(request: Request) -> Response:
     """Runs newest first, as ``runs ls --json``; ``flow``, ``state``, ``limit`` filters."""
     limit = query_int(request, "limit", default=100)
     runs = q.list_runs(stores(request).reader(), flow_name=request.query_params.get("flow"),
-                       state=query_state(request), limit=limit or None)
+                       state=query_state(request), limit=limit or None,
+                       since=_query_time(request, "since"),
+                       before=request.query_params.get("before") or None)
     return JsonResponse([q.run_json(r) for r in runs])
 
 
@@ -190,6 +192,20 @@ async def create_run(request: Request) -> Response:
         parameters, labels, when)
     return JsonResponse({"id": run_id, "state": "Scheduled", "url": run_url(request, run_id)},
                         status_code=201)
+
+
+def _query_time(request: Request, name: str) -> datetime | None:
+    text = request.query_params.get(name)
+    if not text:
+        return None
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(422, f"query parameter {name!r} must be an ISO 8601 time, "
+                            f"not {text!r}") from None
+    if when.tzinfo is None:
+        raise ApiError(422, f"query parameter {name!r} needs a UTC offset")
+    return when
 
 
 def _scheduled_start(text: Any) -> datetime | None:

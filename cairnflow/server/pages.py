@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from urllib.parse import urlencode
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -153,18 +154,25 @@ def _agent_view(agent: Any) -> dict[str, Any]:
 
 
 def runs_page(request: Request) -> Response:
-    """Runs newest first, filtered by flow, state and age."""
+    """Runs newest first, filtered by flow, state and age, a page at a time (keyset)."""
     store = stores(request).reader()
     flow = request.query_params.get("flow") or None
     state = query_state(request)
     hours = query_int(request, "hours")
-    runs = q.list_runs(store, flow_name=flow, state=state, limit=None if hours else RUNS_PAGE)
-    if hours:
-        since = datetime.now(timezone.utc) - timedelta(hours=hours)
-        runs = [r for r in runs if r.created_at >= since][:RUNS_PAGE]
+    before = request.query_params.get("before") or None
+    since = datetime.now(timezone.utc) - timedelta(hours=hours) if hours else None
+    runs = q.list_runs(store, flow_name=flow, state=state, limit=RUNS_PAGE, since=since,
+                       before=before)
+    next_page = None
+    if len(runs) == RUNS_PAGE:
+        query = {k: v for k, v in request.query_params.items() if k != "before" and v}
+        next_page = "/runs?" + urlencode({**query, "before": runs[-1].id})
     flows = [f.name for f in q.list_flows(store)]
     return render(request, "runs.html", runs=runs, flows=flows, flow=flow, state=state,
-                  hours=hours, states=STATE_NAMES)
+                  hours=hours, states=STATE_NAMES, next_page=next_page,
+                  first_page="/runs?" + urlencode(
+                      {k: v for k, v in request.query_params.items() if k != "before" and v})
+                  if before else None)
 
 
 def flows_page(request: Request) -> Response:
