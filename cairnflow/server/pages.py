@@ -42,6 +42,10 @@ HISTORY_ROWS = 500
 
 LOG_ROWS = 2000
 
+WIDE_RUN = 2000
+"""A run with more task runs than this has its timeline drawn from its task runs
+(latest attempt) and its history left to the JSON API."""
+
 templates = Environment(loader=FileSystemLoader(TEMPLATE_DIR),
                         autoescape=select_autoescape(default=True, default_for_string=True))
 
@@ -101,7 +105,7 @@ def dashboard(request: Request) -> Response:
     store = stores(request).reader()
     now = datetime.now(timezone.utc)
     since = now - timedelta(hours=24)
-    recent = [r for r in q.list_runs(store, limit=DASHBOARD_RUNS) if r.created_at >= since]
+    recent = q.list_runs(store, limit=DASHBOARD_RUNS, since=since)
     counts: dict[str, int] = {}
     for r in recent:
         counts[r.state] = counts.get(r.state, 0) + 1
@@ -215,8 +219,14 @@ def run_page(request: Request) -> Response:
     store = stores(request).reader()
     detail = q.run_detail(store, request.path_params["run_id"])
     info, tasks = detail.run, detail.tasks
-    history = store.get_history(info.id)
     now = datetime.now(timezone.utc)
+    wide = len(tasks) > WIDE_RUN
+    if wide:  # the whole history of a very wide run is too much to read every second
+        history: list[Any] = []
+        timelines = views.timeline_from_tasks(tasks, info.attempt, now)
+    else:
+        history = store.get_history(info.id)
+        timelines = views.timelines(history, now)
     log_filter = _log_filter(request)
     logs = _filtered_logs(store, info.id, log_filter)
     task_slugs = list(dict.fromkeys(t.task_slug for t in tasks))
@@ -225,8 +235,8 @@ def run_page(request: Request) -> Response:
     return render(
         request, "run.html", run=info, groups=groups,
         groups_hidden=len(task_slugs) - slugs_shown,
-        timelines=views.timelines(history, now), history=history[-HISTORY_ROWS:],
-        history_total=len(history), logs=logs[-LOG_ROWS:], logs_total=len(logs),
+        timelines=timelines, history=history[-HISTORY_ROWS:],
+        history_total=len(history), wide=wide, logs=logs[-LOG_ROWS:], logs_total=len(logs),
         log_filter=log_filter, task_slugs=task_slugs, live=not views.is_finished(info.state),
         task_count=len(tasks), can_cancel=not views.is_finished(info.state),
         can_resume=_resumable(info), flow_id=info.flow_version_id,

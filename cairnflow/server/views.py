@@ -194,6 +194,31 @@ def timelines(history: Sequence[Transition], now: datetime) -> list[Timeline]:
     return [_layout(attempt, bars, now) for attempt, bars in sorted(by_attempt.items())]
 
 
+def timeline_from_tasks(tasks: Sequence[TaskRunInfo], attempt: int,
+                        now: datetime) -> list[Timeline]:
+    """The latest attempt's chart from the task runs alone (for runs too wide to read
+    their whole history on every refresh): each task run's latest start to its end."""
+    bars: list[Bar] = []
+    grouped: dict[str, list[Bar]] = {}
+    for t in tasks:
+        if t.started_at is None:
+            continue
+        bar = Bar(q.task_label(t.task_slug, t.map_index), t.state, t.started_at, t.ended_at)
+        if t.map_index is None:
+            bars.append(bar)
+        else:
+            grouped.setdefault(t.task_slug, []).append(bar)
+    for slug, children in grouped.items():
+        if len(children) <= 20:
+            bars.extend(children)
+        else:
+            bars.append(Bar(f"{slug}[…] ({len(children)} children)",
+                            worst(b.state for b in children) or "",
+                            min(b.start for b in children),
+                            max((b.end or now) for b in children), count=len(children)))
+    return [_layout(attempt, bars, now)] if bars else []
+
+
 def _layout(attempt: int, bars: list[Bar], now: datetime) -> Timeline:
     bars.sort(key=lambda b: b.start)
     hidden = max(len(bars) - TIMELINE_ROWS, 0)
