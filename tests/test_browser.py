@@ -72,6 +72,7 @@ def shoot(page, name: str) -> None:
         page.screenshot(path=str(Path(SCREENSHOTS) / name), full_page=True)
 
 
+@pytest.mark.slow  # a browser and processes: CI runs it with -m slow
 def test_run_page_follows_a_live_run_to_success_without_a_reload(workdir, server):
     tmp_path, home, db = workdir
     gate = tmp_path / "gate"
@@ -215,6 +216,7 @@ def test_the_seeds_story_register_open_the_url_run_with_marvin(orchestra):
     assert api(base, f"/api/runs/{run_id}")["parameters"] == {"name": "Marvin"}
 
 
+@pytest.mark.slow  # a browser and processes: CI runs it with -m slow
 def test_resume_from_the_ui_after_fixing_the_file_does_not_rerun_finished_tasks(orchestra):
     base = orchestra["base"]
     counts = orchestra["dir"] / "counts.txt"
@@ -238,6 +240,7 @@ def test_resume_from_the_ui_after_fixing_the_file_does_not_rerun_finished_tasks(
         "extract-1": "Success", "load-1": "Success"}
 
 
+@pytest.mark.slow  # a browser and processes: CI runs it with -m slow
 def test_cancel_a_long_run_from_the_ui(orchestra):
     base = orchestra["base"]
     flow_id = register(orchestra, "long.py", LONG_FLOW).rsplit("/", 1)[1]

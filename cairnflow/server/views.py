@@ -49,6 +49,8 @@ def state_kind(state: str | None) -> str:
     """The CSS kind of a state name: ``success``, ``failed``, ``crashed``, ``running`` ..."""
     if state == "Crashed":
         return "crashed"
+    if state == "Submitted":  # claimed by an agent, not started yet
+        return "pending"
     try:
         cls = state_from_name(state or "")
     except KeyError:
