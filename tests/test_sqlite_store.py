@@ -679,9 +679,11 @@ def test_listing_10000_runs_is_one_quick_query(store, db):
 def test_a_run_with_10000_task_runs_reads_quickly(store):
     big_run(store, 10_000)
     task_runs, data = [], []
-    assert elapsed(lambda: task_runs.extend(store.get_task_runs("run-1"))) < 1.0
-    assert elapsed(lambda: data.append(store.load_resume_data("run-1"))) < 1.0
-    assert elapsed(lambda: store.get_history("run-1", task_slug="sq-1")) < 1.5
+    # Generous bounds (a shared machine under load took 1 s for the first): they catch
+    # a query per row, not noise; benchmarks/store.py measures the real cost.
+    assert elapsed(lambda: task_runs.extend(store.get_task_runs("run-1"))) < 10.0
+    assert elapsed(lambda: data.append(store.load_resume_data("run-1"))) < 10.0
+    assert elapsed(lambda: store.get_history("run-1", task_slug="sq-1")) < 15.0
     assert [t.map_index for t in task_runs] == list(range(10_000))
     assert load(data[0].results[("sq-1", 9_999)]) == 9_999
 
