@@ -382,15 +382,16 @@ def test_custom_trigger_returning_false_trigger_fails(memory_store):
     assert calls == []
 
 
-def test_custom_trigger_receives_the_upstream_states(memory_store):
+def test_custom_trigger_receives_prefects_dict_of_edge_to_state(memory_store):
     seen = []
 
     def spy(upstream_states):
-        seen.append(sorted(s.name for s in upstream_states))
+        seen.append(sorted((edge.upstream_task.name, state.name)
+                           for edge, state in upstream_states.items()))
         return True
 
     _run_guarded(memory_store, spy, [ok, boom])
-    assert seen == [["Failed", "Success"]]
+    assert seen == [[("boom", "Failed"), ("ok", "Success")]]
 
 
 def test_trigger_that_raises_an_error_trigger_fails(memory_store):

@@ -27,9 +27,15 @@ class Constant(Task):
 
 
 class _Collection(Task):
-    """Collects its keyword arguments ``arg_0``, ``arg_1``... in order."""
+    """Collects its keyword arguments ``arg_0``, ``arg_1``... in order; positional
+    arguments (``List()(a, b)``, as Prefect 1's ``VarArgsTask``) become those."""
 
     build: Any = list
+
+    def bind(self, *args: Any, **kwargs: Any) -> Task:  # type: ignore[override]
+        start = len([k for k in kwargs if k.startswith("arg_")])
+        kwargs.update({f"arg_{start + i}": value for i, value in enumerate(args)})
+        return super().bind(**kwargs)
 
     def run(self, **task_results: Any) -> Any:
         ordered = sorted(task_results.items(), key=lambda kv: int(kv[0].split("_")[1]))

@@ -32,7 +32,7 @@ from cairnflow.statestore.base import FlowRunRecord, ResumeData, StateStore, Tas
 
 log = logging.getLogger("cairnflow.flow_runner")
 
-ChildPlan = list[tuple[list[State], dict[str, Any]]]
+ChildPlan = list[tuple[list[State], dict[str, Any], list[Any]]]  # states, inputs, edges
 UNMAPPABLE = "At least one upstream state has an unmappable result."
 _TASK_RUN_KEYS = frozenset({"map_index", "logger", "resume"})
 
@@ -58,15 +58,16 @@ class FlowRun:
         self.given_states: dict[Task, State] = {}  # flow.run(task_states=...)
         self._loggers: dict[str, logging.Logger] = {}
         now = pendulum.now("UTC")
+        dates = _dates((extra_context or {}).get("date"), now)
         self.base_context: dict[str, Any] = {
             # as in Prefect 1, `with context(x=1): flow.run()` makes x visible to tasks;
             # engine internals and an enclosing task run's own values are not inherited
             **{k: v for k, v in current_context().items()
                if not k.startswith(("_", "task_")) and k not in _TASK_RUN_KEYS},
-            **(extra_context or {}),
+            **dates, **(extra_context or {}), "date": dates["date"],
             "flow_name": flow.name, "flow_run_id": record.id, "parameters": parameters,
-            "scheduled_start_time": scheduled_start_time or now, "date": now,
-            "today": now.to_date_string(), "flow_run_attempt": record.attempt,
+            "scheduled_start_time": scheduled_start_time or now,
+            "flow_run_attempt": record.attempt,
             "_log_sink": self.recorder.log_record,
         }
 
@@ -77,7 +78,7 @@ class FlowRun:
             **self.base_context, "task_name": task.name, "task_slug": slug,
             "task_full_name": full_name, "map_index": map_index, "task_tags": task.tags,
             "task_run_id": f"{self.record.id}/{slug}" + ("" if map_index is None else f"/{map_index}"),
-            "task_run_count": 1, "task_loop_count": 1, "task_loop_result": None,
+            "task_run_count": 1, "task_loop_count": 1,
             "logger": self._logger(task.name),
         }
         prior = self.prior_states.get((slug, map_index))
@@ -160,8 +161,8 @@ class FlowRunner:
                 if isinstance(plan, State):
                     self.states[task] = plan
                     continue
-                children = [self.task_runner.run(task, self._slug(task), i, ups, inputs)
-                            for i, (ups, inputs) in enumerate(plan)]
+                children = [self.task_runner.run(task, self._slug(task), i, ups, inputs, edges)
+                            for i, (ups, inputs, edges) in enumerate(plan)]
                 self.states[task] = _mapped(children)
             else:
                 self.states[task] = self._run_single(task)
@@ -200,8 +201,9 @@ class FlowRunner:
                     done(task, _mapped([]))
                     continue
                 children[task] = [None] * len(plan)
-                for i, (ups, inputs) in enumerate(plan):
-                    future = submit(self.task_runner.run, task, self._slug(task), i, ups, inputs)
+                for i, (ups, inputs, edges) in enumerate(plan):
+                    future = submit(self.task_runner.run, task, self._slug(task), i, ups, inputs,
+                                    edges)
                     running[future] = (task, i)
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
@@ -230,13 +232,14 @@ class FlowRunner:
     def _run_single(self, task: Task) -> State:
         upstream: list[State] = []
         inputs = dict(self.flow.constants.get(task, ()))
-        for edge in self.flow.upstream_edges(task):
+        edges = self.flow.upstream_edges(task)
+        for edge in edges:
             state = self.states[edge.upstream_task]
             upstream.append(state)
             if edge.key is not None:
                 value = state.result
                 inputs[edge.key] = _flatten(value) if edge.flattened else value
-        return self.task_runner.run(task, self._slug(task), None, upstream, inputs)
+        return self.task_runner.run(task, self._slug(task), None, upstream, inputs, edges)
 
     # -- mapping --------------------------------------------------------------------
 
@@ -267,6 +270,7 @@ class FlowRunner:
         count = min(lengths) if lengths else 0
         shared = dict(self.flow.constants.get(task, ()))
         shared_states = []
+        child_edges = [e for e, _ in upstream if not e.mapped] + [e for e, _, _ in columns]
         for edge, s in upstream:
             if not edge.mapped:
                 shared_states.append(s)
@@ -281,7 +285,7 @@ class FlowRunner:
                 if edge.key is not None:
                     inputs[edge.key] = values[i]
                 states.append(child_states[i] if child_states else self.states[edge.upstream_task])
-            plan.append((states, inputs))
+            plan.append((states, inputs, child_edges))
         prior = self.run.prior_states.get((slug, None))
         if prior is None or prior.state != "Mapped":
             self.task_runner.enter(task, slug, None, Mapped(_mapped_message(len(plan))))
@@ -297,7 +301,9 @@ class FlowRunner:
                     if e.mapped and not isinstance(s, Mapped) and not s.is_successful()]
         if unusable:
             ctx = self.run.task_context(task, slug, None)
-            verdict = self.task_runner.check_trigger(task, ctx, flat_states(s for _, s in upstream))
+            verdict = self.task_runner.check_trigger(
+                task, ctx, flat_states(s for _, s in upstream), [e for e, _ in upstream],
+                [s for _, s in upstream])
             return verdict or Failed(UNMAPPABLE)
         return None
 
@@ -346,6 +352,27 @@ class FlowRunner:
 
     def _slug(self, task: Task) -> str:
         return self.flow.slugs[task]
+
+
+def _dates(given: Any, now: pendulum.DateTime) -> dict[str, Any]:
+    """``date`` and the day names derived from it, as Prefect 1's context has them;
+    a ``date`` given in the run's context (a datetime or ISO text) moves them all."""
+    if isinstance(given, str):
+        try:
+            given = pendulum.parse(given)
+        except Exception:
+            given = None
+    if isinstance(given, pendulum.DateTime):
+        now = given
+    elif given is not None:
+        log.warning("`date` was set in the context but is not a datetime; `today` and the "
+                    "other dates are based on the current time instead.")
+    days = {"today": now, "yesterday": now.add(days=-1), "tomorrow": now.add(days=1)}
+    dates: dict[str, Any] = {"date": now}
+    for name, day in days.items():
+        dates[name] = day.strftime("%Y-%m-%d")
+        dates[f"{name}_nodash"] = day.strftime("%Y%m%d")
+    return dates
 
 
 def _mapped_message(count: int) -> str:

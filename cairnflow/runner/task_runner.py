@@ -12,13 +12,14 @@ from __future__ import annotations
 import logging
 import time
 from types import TracebackType
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pendulum
 
 from cairnflow.context import enter as enter_context, leave as leave_context
 from cairnflow import signals
+from cairnflow.runner import targets
 from cairnflow.runner.cache import CACHE
 from cairnflow.runner.executors import TaskTimeout
 from cairnflow.states import (
@@ -30,6 +31,7 @@ from cairnflow.statestore.base import task_label
 from cairnflow.runner.logs import TASK_FAILED
 
 if TYPE_CHECKING:
+    from cairnflow.core.edge import Edge
     from cairnflow.core.task import Task
     from cairnflow.statestore.base import TaskRunInfo
     from cairnflow.runner.flow_runner import FlowRun
@@ -64,12 +66,19 @@ class TaskRunner:
     def __init__(self, flow_run: FlowRun):
         self.flow_run = flow_run
         self.recorder = flow_run.recorder
+        self.has_targets, self.writes_results = targets.uses_results(flow_run.flow)
 
     # -- the steps ----------------------------------------------------------------
 
     def run(self, task: Task, slug: str, map_index: int | None,
-            upstream_states: Iterable[State], inputs: dict[str, Any]) -> State:
-        """Run one task run to a final state (or Paused) and return it."""
+            upstream_states: Sequence[State], inputs: dict[str, Any],
+            edges: Sequence[Edge] = ()) -> State:
+        """Run one task run to a final state (or Paused) and return it.
+
+        ``edges`` are the edges ``upstream_states`` came through, in the same
+        order; a trigger that is not a built-in one sees them as Prefect 1's
+        ``Dict[Edge, State]``.
+        """
         reused = self._reuse_prior(task, slug, map_index)
         if reused is not None:
             return reused
@@ -78,7 +87,9 @@ class TaskRunner:
             return Pending("Upstream tasks are not finished.")  # behind a Paused task
         ctx = self.flow_run.task_context(task, slug, map_index)
         state = (self._check_upstream_skipped(task, upstream)
-                 or self.check_trigger(task, ctx, upstream)
+                 or self.check_trigger(task, ctx, upstream, edges, upstream_states)
+                 or (self.has_targets and targets.check_target(task, self.flow_run.flow, ctx,
+                                                               inputs))
                  or self._check_cache(task, slug, inputs))
         if state is None:
             return self._run_with_retries(task, slug, map_index, inputs, ctx)
@@ -100,11 +111,18 @@ class TaskRunner:
             return Skipped(UPSTREAM_SKIPPED)
         return None
 
-    def check_trigger(self, task: Task, ctx: dict[str, Any],
-                       upstream: set[State]) -> State | None:
+    def check_trigger(self, task: Task, ctx: dict[str, Any], upstream: set[State],
+                      edges: Sequence[Edge] = (),
+                      upstream_states: Sequence[State] = ()) -> State | None:
+        """Call the trigger: built-in triggers take the flat set of upstream states
+        (the fast path); any other gets ``{edge: state}`` as in Prefect 1."""
+        trigger = task.trigger
         token = enter_context(ctx)
         try:
-            passed = task.trigger(upstream)
+            if getattr(trigger, "takes_flat_states", False):
+                passed = trigger(upstream)
+            else:
+                passed = trigger(dict(zip(edges, upstream_states)))
         except signals.PrefectStateSignal as sig:
             return sig.state
         except Exception as exc:
@@ -134,8 +152,9 @@ class TaskRunner:
                                   durable=True)
             if not isinstance(running, Running):
                 return running
-            ctx.update(task_run_count=run_count, task_loop_count=loop_count,
-                       task_loop_result=loop_result)
+            ctx.update(task_run_count=run_count, task_loop_count=loop_count)
+            if loop_count > 1:  # absent on the first iteration, as in Prefect 1
+                ctx["task_loop_result"] = loop_result
             try:
                 state = self._call(task, inputs, ctx)
             except signals.ENDRUN as end:  # exactly this state: no retry, no loop
@@ -146,6 +165,8 @@ class TaskRunner:
                 loop_count, loop_result = loop_count + 1, state.result
                 run_count -= 1  # a loop iteration is not a retry
                 continue
+            if self.writes_results and type(state) is Success:
+                state = targets.write_result(task, self.flow_run.flow, ctx, inputs, state)
             if isinstance(state, Failed) and run_count <= task.max_retries:
                 state = Retrying(f"Retrying Task (after attempt {run_count} of "
                                  f"{task.max_retries + 1})",
