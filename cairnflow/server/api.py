@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from cairnflow.statestore import actions
+from cairnflow.server import orchestration as orch
 from cairnflow.statestore import queries as q
 
 __all__ = ["routes", "ApiError", "JsonResponse", "query_int", "query_state", "query_level", "stores", "LEVELS"]
@@ -162,12 +162,14 @@ def run_url(request: Request, run_id: str) -> str:
 def list_flows(request: Request) -> Response:
     """Registered flows (latest versions; ``archived=true`` adds older ones)."""
     archived = request.query_params.get("archived", "").lower() in ("1", "true", "yes")
-    versions = q.registered_flows(stores(request).reader(), include_archived=archived)
+    versions = orch.registered_flows(stores(request).reader(), include_archived=archived)
     return JsonResponse([q.flow_version_json(v) for v in versions])
 
 
 def get_flow(request: Request) -> Response:
     """One registered flow version, by id (or by name: its latest version)."""
+    if not orch.AVAILABLE:
+        raise ApiError(404, f"no registered flow with id {request.path_params['flow_id']!r}")
     version = q.registered_flow(stores(request).reader(), request.path_params["flow_id"])
     return JsonResponse(q.flow_version_json(version))
 
@@ -188,7 +190,7 @@ async def create_run(request: Request) -> Response:
         raise ApiError(422, "'labels' must be a list of strings")
     when = _scheduled_start(body.get("scheduled_start"))
     run_id = await run_in_threadpool(
-        actions.create_flow_run, stores(request).writer(), request.path_params["flow_id"],
+        orch.actions().create_flow_run, stores(request).writer(), request.path_params["flow_id"],
         parameters, labels, when)
     return JsonResponse({"id": run_id, "state": "Scheduled", "url": run_url(request, run_id)},
                         status_code=201)
@@ -229,7 +231,7 @@ async def set_schedule(request: Request) -> Response:
         raise ApiError(422, "'active' must be true or false")
     store = stores(request).writer()
     flow_id = request.path_params["flow_id"]
-    removed = await run_in_threadpool(actions.set_schedule_active, store, flow_id, active)
+    removed = await run_in_threadpool(orch.actions().set_schedule_active, store, flow_id, active)
     return JsonResponse({"id": flow_id, "schedule_active": active, "removed_runs": removed})
 
 
@@ -238,7 +240,7 @@ async def cancel_run(request: Request) -> Response:
     await json_body(request)
     store = stores(request).writer()
     run_id = await run_in_threadpool(q.resolve_run_id, store, request.path_params["run_id"])
-    state = await run_in_threadpool(actions.cancel_run, store, run_id)
+    state = await run_in_threadpool(orch.actions().cancel_run, store, run_id)
     return JsonResponse({"id": run_id, "state": state})
 
 
@@ -246,7 +248,7 @@ async def resume_run(request: Request) -> Response:
     """Queue a run that did not succeed for an agent to resume: ``{"id", "state"}``."""
     await json_body(request)
     store = stores(request).writer()
-    run_id = await run_in_threadpool(actions.request_resume, store,
+    run_id = await run_in_threadpool(orch.actions().request_resume, store,
                                      request.path_params["run_id"])
     return JsonResponse({"id": run_id, "state": "Scheduled", "url": run_url(request, run_id)})
 
@@ -256,13 +258,24 @@ async def delete_run(request: Request) -> Response:
     await json_body(request)
     store = stores(request).writer()
     run_id = await run_in_threadpool(q.resolve_run_id, store, request.path_params["run_id"])
-    await run_in_threadpool(actions.delete_runs, store, [run_id])
+    await run_in_threadpool(_delete, store, run_id)
     return JsonResponse({"id": run_id, "deleted": True})
+
+
+def _delete(store: Any, run_id: str) -> None:
+    if orch.AVAILABLE:
+        orch.actions().delete_runs(store, [run_id])
+        return
+    if store.get_flow_run(run_id).state == "Running":
+        from cairnflow.exceptions import RunStillAliveError
+
+        raise RunStillAliveError(f"run {run_id} is still running: stop it first")
+    store.delete_runs([run_id])
 
 
 def list_agents(request: Request) -> Response:
     """Every agent the store knows, most recently seen first."""
-    return JsonResponse([q.agent_json(a) for a in q.agents(stores(request).reader())])
+    return JsonResponse([q.agent_json(a) for a in orch.agents(stores(request).reader())])
 
 
 routes = [

@@ -26,10 +26,8 @@ from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from cairnflow.exceptions import (
-    AmbiguousRunError, CairnflowError, InvalidParametersError, RunStillAliveError,
-    StoreLockedError,
-)
+from cairnflow import exceptions
+from cairnflow.exceptions import AmbiguousRunError, CairnflowError, RunStillAliveError, StoreLockedError
 from cairnflow.server import api, pages
 from cairnflow.server.security import LOOPBACK_HOSTS, HostAndOriginGuard
 from cairnflow.server.stores import Stores
@@ -53,7 +51,7 @@ def create_app(url: str | None = None, *, hosts: Iterable[str] = LOOPBACK_HOSTS)
         middleware=[Middleware(HostAndOriginGuard, hosts=list(hosts))],
         exception_handlers={
             api.ApiError: _api_error, CairnflowError: _cairnflow_error,
-            HTTPException: _http_error,
+            HTTPException: _http_error, NotImplementedError: _not_implemented,
         },
         lifespan=_closing(stores),
     )
@@ -96,9 +94,14 @@ async def _cairnflow_error(request: Request, exc: Exception) -> Response:
     else:
         status = 500
     detail = str(exc) or type(exc).__name__
-    if request.url.path.startswith("/api/") and isinstance(exc, InvalidParametersError):
+    invalid = getattr(exceptions, "InvalidParametersError", None)
+    if request.url.path.startswith("/api/") and invalid and isinstance(exc, invalid):
         return api.JsonResponse({"detail": detail, "parameters": exc.names}, status_code=422)
     return _respond(request, status, detail)
+
+
+async def _not_implemented(request: Request, exc: Exception) -> Response:
+    return _respond(request, 501, str(exc))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

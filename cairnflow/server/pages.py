@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from cairnflow import states
 from cairnflow.exceptions import ResultNotFoundError
+from cairnflow.server import orchestration as orch
 from cairnflow.server import views
 from cairnflow.server.api import ApiError, query_int, query_level, query_state, stores
 from cairnflow.statestore import queries as q
@@ -111,7 +112,7 @@ def dashboard(request: Request) -> Response:
         counts[r.state] = counts.get(r.state, 0) + 1
     running = [r for r in recent if r.state == "Running"]
     failures = [r for r in recent if states.is_failed(r.state)][:10]
-    agents = [_agent_view(a) for a in q.agents(store)]
+    agents = [_agent_view(a) for a in orch.agents(store)]
     upcoming = _upcoming(store, now)
     return render(request, "dashboard.html", counts=sorted(counts.items()), running=running,
                   failures=failures, total=len(recent), agents=agents, upcoming=upcoming,
@@ -128,11 +129,14 @@ LATE_AFTER = timedelta(seconds=15)
 def _upcoming(store: Any, now: datetime) -> list[dict[str, Any]]:
     """Scheduled runs, soonest first, each marked late when it is overdue."""
     queued = q.list_runs(store, state="Scheduled", limit=200)
-    queued.sort(key=lambda r: r.scheduled_start or r.created_at)
-    return [{"id": r.id, "flow_name": r.flow_name, "labels": list(r.labels), "run": r,
-             "scheduled_start": r.scheduled_start or r.created_at,
-             "late": (r.scheduled_start or r.created_at) < now - LATE_AFTER}
+    queued.sort(key=lambda r: _due(r))
+    return [{"id": r.id, "flow_name": r.flow_name, "labels": list(getattr(r, "labels", ())),
+             "run": r, "scheduled_start": _due(r), "late": _due(r) < now - LATE_AFTER}
             for r in queued[:20]]
+
+
+def _due(run: Any) -> datetime:
+    return getattr(run, "scheduled_start", None) or run.created_at
 
 
 def _unserved(store: Any, upcoming: list[dict[str, Any]]) -> list[str]:
@@ -140,7 +144,7 @@ def _unserved(store: Any, upcoming: list[dict[str, Any]]) -> list[str]:
     warned: dict[tuple[str, ...], str] = {}
     for u in upcoming:
         key = tuple(u["labels"])
-        if key in warned or q.agents_for(store, u["run"]):
+        if key in warned or orch.agents_for(store, u["run"]):
             continue
         want = " ".join(f"--label {label}" for label in key)
         warned[key] = (f"Run {u['id'][:8]} of {u['flow_name']!r} "
@@ -184,7 +188,7 @@ def flows_page(request: Request) -> Response:
     store = stores(request).reader()
     by_name = {f.name: f for f in q.list_flows(store)}
     rows = []
-    for v in q.registered_flows(store):
+    for v in orch.registered_flows(store):
         info = by_name.pop(v.flow_name, None)
         rows.append({"id": v.id, "name": v.flow_name, "version": v.version,
                      "labels": v.labels, "schedule": v.schedule_description,
@@ -201,6 +205,8 @@ def flows_page(request: Request) -> Response:
 def flow_page(request: Request) -> Response:
     """A registered flow: versions, labels, schedule, schematic, runs and the Run form."""
     store = stores(request).reader()
+    if not orch.AVAILABLE:
+        raise ApiError(404, f"no registered flow with id {request.path_params['flow_id']!r}")
     version = q.registered_flow(store, request.path_params["flow_id"])
     versions = q.registered_flows(store, flow_name=version.flow_name, include_archived=True)
     runs = q.list_runs(store, flow_name=version.flow_name, limit=FLOW_RUNS)
@@ -239,17 +245,19 @@ def run_page(request: Request) -> Response:
         history_total=len(history), wide=wide, logs=logs[-LOG_ROWS:], logs_total=len(logs),
         log_filter=log_filter, task_slugs=task_slugs, live=not views.is_finished(info.state),
         task_count=len(tasks), can_cancel=not views.is_finished(info.state),
-        can_resume=_resumable(info), flow_id=info.flow_version_id,
+        can_resume=_resumable(info), flow_id=getattr(info, "flow_version_id", None),
         schematic=_run_schematic(store, info, tasks))
 
 
 def _run_schematic(store: Any, info: Any, tasks: list[Any]) -> Any:
     """The graph of the version the run was made from (or one with its hash), by state."""
     graph = None
+    if not orch.AVAILABLE:
+        return None
     if info.flow_version_id:
         graph = store.get_flow_version(info.flow_version_id).graph
     else:
-        for v in q.registered_flows(store, flow_name=info.flow_name, include_archived=True):
+        for v in orch.registered_flows(store, flow_name=info.flow_name, include_archived=True):
             if v.flow_hash == info.flow_hash:
                 graph = v.graph
                 break
@@ -320,7 +328,7 @@ def run_result(request: Request) -> Response:
 
 def agents_page(request: Request) -> Response:
     """The agents the store knows, with when each was last seen."""
-    agents = [_agent_view(a) for a in q.agents(stores(request).reader())]
+    agents = [_agent_view(a) for a in orch.agents(stores(request).reader())]
     return render(request, "agents.html", agents=agents)
 
 
