@@ -14,13 +14,21 @@ skewed by the machine being slower for one row than for the floor.
   CAIRNFLOW_DURABILITY=full), and transitions committed per second;
 * resume: the time from ``resume_run`` to the first re-executed task, for a
   10,000-task chain that failed at its last task;
-* peak memory (max RSS) of a run of a 100,000-child map.
+* peak memory (max RSS) of a run of a 100,000-child map;
+* with a PostgreSQL server (``CAIRNFLOW_BENCH_PG_URL``, else
+  ``CAIRNFLOW_TEST_PG_URL``; each measure in a schema of its own, dropped after):
+  psycopg's raw floor (two INSERT+COMMITs per task, ``synchronous_commit`` as the
+  server has it), and cairnflow's PostgreSQL store on the chain and on the map
+  run on 8 threads (``LocalDaskExecutor``), whose concurrently finishing children
+  share commits (the recorder's group commit). SQLite's threaded map is shown
+  beside it.
 
     python benchmarks/store.py           # everything (a few minutes)
     python benchmarks/store.py --quick   # 2,000 tasks, 20,000 children
 
-Targets: durable cost per task at most 3x the raw floor; resume overhead under
-1 s at 10,000 finished tasks; the 100,000-child map under 1 GiB.
+Targets: durable cost per task at most 3x the raw floor (on each store, its own
+floor); on PostgreSQL the threaded map cheaper per task than the chain; resume
+overhead under 1 s at 10,000 finished tasks; the 100,000-child map under 1 GiB.
 """
 
 from __future__ import annotations
@@ -57,6 +65,61 @@ def raw_floor(n: int, directory: str) -> dict:
     return {"us_per_task": elapsed / n * 1e6, "transitions": 2 * n, "seconds": elapsed}
 
 
+def pg_server_url() -> str | None:
+    """The PostgreSQL server to measure on, if any."""
+    return os.environ.get("CAIRNFLOW_BENCH_PG_URL") or os.environ.get("CAIRNFLOW_TEST_PG_URL")
+
+
+class _pg_schema:
+    """A fresh schema on the benchmark server: ``with _pg_schema() as (url, conninfo)``."""
+
+    def __enter__(self) -> tuple[str, str]:
+        import uuid
+
+        import psycopg
+
+        server = pg_server_url()
+        self.conninfo = "postgresql://" + server.partition("://")[2]
+        self.schema = f"bench_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(self.conninfo, autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {self.schema}")
+        option = f"options=-csearch_path%3D{self.schema}"
+        join = "&" if "?" in server else "?"
+        return f"{server}{join}{option}", f"{self.conninfo}{join}{option}"
+
+    def __exit__(self, *exc: object) -> None:
+        import psycopg
+
+        with psycopg.connect(self.conninfo, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {self.schema} CASCADE")
+
+
+def pg_raw_floor(n: int, directory: str) -> dict:
+    """Two INSERT+COMMITs per task with plain psycopg: PostgreSQL's cheapest durable record."""
+    import psycopg
+
+    with _pg_schema() as (_, conninfo), psycopg.connect(conninfo) as conn:
+        conn.execute("CREATE TABLE t (id BIGSERIAL PRIMARY KEY, task INTEGER, state TEXT, "
+                     "ts DOUBLE PRECISION, result BYTEA)")
+        conn.commit()
+        start = time.perf_counter()
+        for i in range(n):
+            conn.execute("INSERT INTO t (task, state, ts) VALUES (%s, 'Running', %s)",
+                         (i, time.time()))
+            conn.commit()
+            conn.execute("INSERT INTO t (task, state, ts, result) VALUES (%s, 'Success', %s, %s)",
+                         (i, time.time(), pickle.dumps(i + 1)))
+            conn.commit()
+        elapsed = time.perf_counter() - start
+    return {"us_per_task": elapsed / n * 1e6, "transitions": 2 * n, "seconds": elapsed}
+
+
+def pg_run(shape: str, n: int, directory: str) -> dict:
+    """One durable run on the PostgreSQL store, in a fresh schema."""
+    with _pg_schema() as (url, _):
+        return cairnflow_run(shape, n, directory, url=url)
+
+
 def _flow(shape: str, n: int, fail_last: bool = False, marker: str | None = None):
     from cairnflow import Flow, task
 
@@ -88,17 +151,21 @@ def _flow(shape: str, n: int, fail_last: bool = False, marker: str | None = None
     return flow
 
 
-def cairnflow_run(shape: str, n: int, directory: str) -> dict:
-    """One durable run on a fresh SQLite file; per-task cost and transitions/s."""
+def cairnflow_run(shape: str, n: int, directory: str, url: str | None = None) -> dict:
+    """One durable run on a fresh SQLite file (or the store ``url``); per-task cost
+    and transitions/s. Shape ``map-threads`` is the map on 8 threads."""
     import logging
 
+    from cairnflow.executors import LocalDaskExecutor
     from cairnflow.statestore import open_store
 
     logging.getLogger("cairnflow").setLevel(logging.WARNING)
-    flow = _flow(shape, n)
-    store = open_store(f"sqlite:///{os.path.join(directory, 'cairnflow.db')}")
+    threads = shape.endswith("-threads")
+    flow = _flow(shape.removesuffix("-threads"), n)
+    store = open_store(url or f"sqlite:///{os.path.join(directory, 'cairnflow.db')}")
+    executor = LocalDaskExecutor("threads", num_workers=8) if threads else None
     start = time.perf_counter()
-    state = flow.run(store=store)
+    state = flow.run(store=store, executor=executor)
     elapsed = time.perf_counter() - start
     assert state.is_successful(), state
     transitions = len(store.get_history(state.context["flow_run_id"]))
@@ -136,7 +203,7 @@ def map_memory(n: int, directory: str) -> dict:
 
 
 MEASURES = {"raw": raw_floor, "run": cairnflow_run, "resume": resume_latency,
-            "memory": map_memory}
+            "memory": map_memory, "pg-raw": pg_raw_floor, "pg-run": pg_run}
 
 
 def _in_subprocess(kind: str, *args: str, env: dict | None = None) -> dict:
@@ -167,11 +234,38 @@ def _interleaved(n: int, repeat: int) -> dict:
     return medians
 
 
+def _pg_table(n: int, repeat: int) -> None:
+    """PostgreSQL's rows beside SQLite's threaded map: medians of interleaved rounds."""
+    kinds = [("pg-raw", None), ("pg-run", "chain"), ("pg-run", "map-threads"),
+             ("run", "map-threads")]
+    samples: dict = {kind: [] for kind in kinds}
+    for _ in range(repeat):
+        for kind, shape in kinds:
+            args = (str(n),) if shape is None else (shape, str(n))
+            samples[kind, shape].append(_in_subprocess(kind, *args))
+    rows = {kind: sorted(r, key=lambda x: x["us_per_task"])[len(r) // 2]
+            for kind, r in samples.items()}
+    floor = rows["pg-raw", None]["us_per_task"]
+    print(f"\nPostgreSQL ({n:,} tasks; raw floor = psycopg, 2 INSERT+COMMIT per task over "
+          f"the same connection; median of {repeat} interleaved runs each)\n")
+    print(f"{'what':<44}{'µs/task':>10}{'x floor':>9}{'transitions/s':>15}")
+    labels = {("pg-raw", None): "raw psycopg floor",
+              ("pg-run", "chain"): "cairnflow chain, PostgreSQL",
+              ("pg-run", "map-threads"): "cairnflow map on 8 threads, PostgreSQL",
+              ("run", "map-threads"): "cairnflow map on 8 threads, SQLite"}
+    for kind, row in rows.items():
+        per_s = row.get("transitions_per_s") or row["transitions"] / row["seconds"]
+        ratio = f"{row['us_per_task'] / floor:>9.2f}" if kind[0] != "run" else f"{'':>9}"
+        print(f"{labels[kind]:<44}{row['us_per_task']:>10.1f}{ratio}{per_s:>15,.0f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeat", type=int, default=3,
                         help="rounds of measurements; each row reports its median")
+    parser.add_argument("--pg-only", action="store_true",
+                        help="only the PostgreSQL table (needs CAIRNFLOW_BENCH_PG_URL)")
     parser.add_argument("--one", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -182,6 +276,11 @@ def main() -> None:
 
     n = 2_000 if args.quick else 10_000
     big_map = 20_000 if args.quick else 100_000
+    if args.pg_only:
+        if not pg_server_url():
+            raise SystemExit("set CAIRNFLOW_BENCH_PG_URL to a PostgreSQL server's URL")
+        _pg_table(n, args.repeat)
+        return
     rows = _interleaved(n, args.repeat)
     raw = rows["raw"]
     print(f"Durable cost per task ({n:,} tasks; raw floor = stdlib sqlite3, WAL, "
@@ -204,6 +303,10 @@ def main() -> None:
     mem = _in_subprocess("memory", str(big_map))
     print(f"Map of {big_map:,} children, durable: max RSS {mem['max_rss_mib']:.0f} MiB, "
           f"{mem['us_per_task']:.1f} µs per child")
+    if pg_server_url():
+        _pg_table(n, args.repeat)
+    else:
+        print("\n(no PostgreSQL rows: set CAIRNFLOW_BENCH_PG_URL to measure them)")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ __all__ = [
     "CairnflowError", "FlowValidationError", "MissingParameterError", "StoreError",
     "StoreLockedError", "SchemaVersionError", "UnknownRunError", "AmbiguousRunError",
     "ResultNotFoundError", "ResultLoadError", "RunStillAliveError", "FlowLoadError",
-    "FencedOutError",
+    "FencedOutError", "UnresumableRunError",
 ]
 
 
@@ -67,3 +67,7 @@ class FencedOutError(CairnflowError):
     resumed the run (it looked dead), or the run was deleted. The write that
     found it out stored nothing; the engine stops the attempt at once and
     records nothing more."""
+
+
+class UnresumableRunError(CairnflowError):
+    """A run cannot be resumed as it ran (a parameter of it could not be saved)."""

@@ -70,20 +70,33 @@ def _with_schema(url: str, schema: str) -> str:
 
 
 @pytest.fixture
-def pg_empty_url():
-    """A PostgreSQL URL whose database holds nothing yet: a fresh schema on the
-    test server, dropped after the test."""
+def pg_fresh_url():
+    """Makes PostgreSQL URLs whose databases hold nothing yet (each a fresh schema on
+    the test server, dropped after the test): ``pg_fresh_url()``."""
     import uuid
 
     import psycopg
 
     server = pg_server_url()
-    schema = f"t_{uuid.uuid4().hex[:12]}"
+    made: list[str] = []
+
+    def fresh() -> str:
+        schema = f"t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(_pg_conninfo(server), autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {schema}")
+        made.append(schema)
+        return _with_schema(server, schema)
+
+    yield fresh
     with psycopg.connect(_pg_conninfo(server), autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    yield _with_schema(server, schema)
-    with psycopg.connect(_pg_conninfo(server), autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+        for schema in made:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def pg_empty_url(pg_fresh_url):
+    """A PostgreSQL URL whose database holds nothing yet."""
+    return pg_fresh_url()
 
 
 @pytest.fixture(scope="session")

@@ -118,3 +118,41 @@ def test_run_with_the_processes_executor(cairnflow, flow_file):
     result = cairnflow("run", flow_file, "--executor", "processes")
     assert result.returncode == 0, result.stderr
     assert cairnflow("runs", "result", "last", "square-1", "--map-index", "2").stdout == "9\n"
+
+
+SLEEPER = """
+import pathlib, sys, time
+from cairnflow import Flow, task
+
+@task
+def nap():
+    pathlib.Path(__file__).with_suffix(".started").touch()
+    time.sleep(120)
+
+with Flow("nap") as flow:
+    nap()
+"""
+
+
+def test_sigint_stops_a_run_started_by_a_shell_that_ignores_it(tmp_path, cairnflow_home):
+    """`nohup cairnflow run ... &` and CI runners start the CLI with SIGINT ignored;
+    SIGINT must still stop the run (the engine's own stop after a takeover is one)."""
+    import signal
+    import time
+
+    path = tmp_path / "nap.py"
+    path.write_text(textwrap.dedent(SLEEPER))
+    env = {**os.environ, "CAIRNFLOW_HOME": str(cairnflow_home)}
+    proc = subprocess.Popen([sys.executable, "-m", "cairnflow.cli", "run", str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, cwd=tmp_path,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    started = tmp_path / "nap.started"
+    deadline = time.monotonic() + 60
+    while not started.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert started.exists(), proc.communicate(timeout=30)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err

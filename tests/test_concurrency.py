@@ -25,7 +25,13 @@ def clean_output(child: crashkit.Child) -> list[str]:
 
 def test_four_processes_share_one_database(tmp_path, cairnflow_home):
     db = tmp_path / "shared.db"  # created by whichever process gets there first
-    url = f"sqlite:///{db}"
+    four_processes_share(f"sqlite:///{db}", tmp_path, cairnflow_home)
+    assert crashkit.integrity(db) == "ok"
+
+
+def four_processes_share(url: str, tmp_path: Path, cairnflow_home: Path) -> None:
+    """Four processes run the SHARED flow at once on the store ``url``; each run
+    succeeds with every task run once and gapless histories."""
     flow_file = SHARED.write(tmp_path / "shared.py")
     executions = tmp_path / "executions.txt"
     barrier = tmp_path / "barrier"  # no task runs until all four runs are under way
@@ -66,7 +72,7 @@ def test_four_processes_share_one_database(tmp_path, cairnflow_home):
     lines = crashkit.read_executions(executions)
     assert len(lines) == 4 * (SHARED.task_runs - 3)
     assert {attempt for _, _, attempt in lines} == {1}
-    assert crashkit.integrity(db) == "ok"
+    store.close()
 
 
 GATED = """

@@ -81,8 +81,10 @@ def calls(tmp_path, monkeypatch) -> Path:
     return path
 
 
-@pytest.fixture
-def db_url(tmp_path) -> str:
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request, tmp_path) -> str:
+    if request.param == "postgres":
+        return request.getfixturevalue("pg_url")
     return f"sqlite:///{tmp_path / 'runs.db'}"
 
 

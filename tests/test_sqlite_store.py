@@ -334,8 +334,9 @@ def test_a_missing_or_damaged_result_file_is_result_load_error(store, db, damage
     damage(result_files(db)[0])
     with pytest.raises(ResultLoadError, match="'big-1' of run run-1"):
         store.load_result("run-1", "big-1")
+    data = store.load_resume_data("run-1")  # results are read when first used
     with pytest.raises(ResultLoadError, match="'big-1' of run run-1"):
-        store.load_resume_data("run-1")
+        data.results[("big-1", None)]
 
 
 def test_deleting_and_pruning_runs_removes_their_files(store, db):

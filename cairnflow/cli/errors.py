@@ -11,6 +11,7 @@ is a bug in cairnflow and keeps its traceback.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
@@ -71,6 +72,9 @@ def reporting_errors(command: F) -> F:
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        stdout = sys.stdout
+        if not isinstance(stdout, QuietWhenClosed):
+            sys.stdout = QuietWhenClosed(stdout)
         try:
             return command(*args, **kwargs)
         except CairnflowError as exc:
@@ -78,8 +82,51 @@ def reporting_errors(command: F) -> F:
         except OSError as exc:  # a file that cannot be read, a full disk ...
             where = f": {exc.filename}" if exc.filename else ""
             fail(f"{exc.strerror or exc}{where}", FAILED)
+        finally:
+            sys.stdout = stdout
 
     return wrapper  # type: ignore[return-value]
+
+
+class QuietWhenClosed:
+    """stdout for a command: once its reader has gone (``cairnflow runs show X | head``),
+    output is dropped instead of failing, so the command ends quietly with its own
+    status, and a run is never affected by where its output goes."""
+
+    def __init__(self, stream: Any):
+        self._stream = stream
+        self._gone = False
+
+    def write(self, text: str) -> int:
+        if not self._gone:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._reader_gone()
+        return len(text)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        if not self._gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._reader_gone()
+
+    def _reader_gone(self) -> None:
+        self._gone = True
+        try:  # so that the interpreter's last flush at exit does not complain either
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 class CommandGroup(typer.Typer):

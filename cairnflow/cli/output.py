@@ -55,8 +55,11 @@ def emit(as_json: bool, to_json: Callable[[], Any], show: Callable[[], None]) ->
 
 
 def print_json(data: Any) -> None:
-    """``data`` as indented JSON on stdout; ``TypeError`` if it is not JSON-serializable."""
-    text = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False)
+    """``data`` as indented JSON on stdout; what JSON cannot hold is shown as a string
+    (``serialize.json_safe``), so the output is valid JSON for every stored value."""
+    from cairnflow.statestore.serialize import json_safe
+
+    text = json.dumps(json_safe(data), indent=2, ensure_ascii=False, allow_nan=False)
     _write(text + "\n")
 
 

@@ -8,6 +8,7 @@ when the flow run succeeded, 1 otherwise.
 from __future__ import annotations
 
 import json
+import signal
 import warnings
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
@@ -201,10 +202,14 @@ def parse_params(items: list[str]) -> dict[str, Any]:
         if not sep or not key:
             raise UsageError(f"--param {item!r} is not KEY=VALUE (for example --param n=3)")
         try:
-            values[key] = json.loads(raw)
-        except ValueError:
+            values[key] = json.loads(raw, parse_constant=_not_json)
+        except ValueError:  # not JSON (NaN and Infinity are not): the text itself
             values[key] = raw
     return values
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
 
 
 def check_params(flow: Flow, values: dict[str, Any], missing_too: bool = True) -> None:
@@ -281,11 +286,13 @@ def _report_script(states: list[State], trackers: list[Tracker], db: str | None)
 
 def _recorded_flow(store: StateStore, info: FlowRunInfo) -> Flow:
     """The run's flow: its source file afresh, else the copy saved at its first run."""
-    from cairnflow.runner.api import load_recorded_flow
+    from cairnflow.runner.api import load_recorded_flow, saved_parameters
 
+    data = store.load_resume_data(info.id)  # its results are loaded only if used
+    saved_parameters(data)  # refuse before anything is said or loaded
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"flow\.run\(\) was called while")
-        return load_recorded_flow(store.load_resume_data(info.id))
+        return load_recorded_flow(data)
 
 
 # -- during and after ----------------------------------------------------------------------
@@ -333,6 +340,7 @@ def _follow(view: Any, tracker: Any, db: str | None, start: Any, level: int) -> 
     """Run ``start()`` with the view showing progress; Ctrl-C ends with status 130."""
     from cairnflow.cli.progress import quiet_engine_console
 
+    _stop_on_sigint()
     try:
         with view, quiet_engine_console(view, tracker, level):
             return start()
@@ -342,6 +350,14 @@ def _follow(view: Any, tracker: Any, db: str | None, start: Any, level: int) -> 
         if tracker.run_id is None:
             _stop_now("interrupted before the run started")
         _stop_now(_interrupted(tracker.run_id, db))
+
+
+def _stop_on_sigint() -> None:
+    """Stop on SIGINT even when started by a shell that ignores it (a background
+    job, ``nohup``, a CI runner): Ctrl-C and the engine's own stop when another
+    process took the run over both arrive as SIGINT, and must not be lost."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _interrupted(run_id: str, db: str | None) -> str:

@@ -363,12 +363,48 @@ class Flow:
         new._reference_tasks = set(self._reference_tasks)
         return new
 
-    def visualize(self, filename: str | None = None, format: str | None = None) -> str:
+    def visualize(self, flow_state: State | None = None, filename: str | None = None,
+                  format: str | None = None) -> str:
         """The graph in DOT; written to ``filename`` if given (``.dot``/``.gv`` as
-        text, other formats through the optional ``graphviz`` package)."""
+        text, other formats through the optional ``graphviz`` package). With
+        ``flow_state`` (what ``flow.run()`` returned), nodes are coloured by state."""
         from cairnflow.core.visualize import visualize
 
-        return visualize(self, filename, format)
+        return visualize(self, filename, format, flow_state)
+
+    # -- editing (Prefect 1's chain, update, replace) and saving ---------------------
+
+    def chain(self, *tasks: Task, validate: bool | None = None) -> list[Edge]:
+        """Make each task depend on the one before it; returns the new edges."""
+        return [self.add_edge(up, down, validate=validate) for up, down in zip(tasks, tasks[1:])]
+
+    def update(self, flow: Flow, merge_parameters: bool = False, validate: bool | None = None,
+               merge_reference_tasks: bool = False) -> None:
+        """Add every task and edge of ``flow`` to this one; with ``merge_parameters``,
+        this flow's parameters of the same names are replaced by ``flow``'s."""
+        from cairnflow.core.flow_edit import update
+
+        update(self, flow, merge_parameters, validate, merge_reference_tasks)
+
+    def replace(self, old: Task, new: Any, validate: bool = True) -> None:
+        """Put ``new`` where ``old`` is, with all of ``old``'s edges and constants."""
+        from cairnflow.core.flow_edit import replace
+
+        replace(self, old, new, validate)
+
+    def save(self, fpath: str | None = None) -> str:
+        """Write the flow, cloudpickled, to ``fpath`` (default
+        ``$CAIRNFLOW_HOME/flows/<name>.prefect``); returns the path."""
+        from cairnflow.core.flow_edit import save
+
+        return save(self, fpath)
+
+    @classmethod
+    def load(cls, fpath: str) -> Flow:
+        """A flow written by ``save``: a path, or a flow name saved by default."""
+        from cairnflow.core.flow_edit import load
+
+        return load(fpath)
 
     # -- running -----------------------------------------------------------------
 

@@ -102,6 +102,7 @@ class Task:
     ):
         if max_retries and retry_delay is None:
             raise ValueError("A datetime.timedelta `retry_delay` must be provided if max_retries > 0")
+        retry_delay = _retry_delay(retry_delay)
         if isinstance(timeout, timedelta):
             timeout = timeout.total_seconds()
         if timeout is not None and timeout <= 0:
@@ -162,6 +163,8 @@ class Task:
         for key, value in task_args.items():
             if key == "timeout" and isinstance(value, timedelta):
                 value = value.total_seconds()
+            if key == "retry_delay":
+                value = _retry_delay(value)
             if key == "tags":  # added to the original's tags, as in Prefect 1
                 value = self.tags | set(value)
             if not hasattr(new, key):
@@ -335,3 +338,16 @@ def _not(self: Task) -> Task:
 
 
 Task.not_ = _not  # type: ignore[attr-defined]
+
+
+def _retry_delay(value: Any) -> timedelta | None:
+    """A ``retry_delay`` as a timedelta: a number means seconds (SPEC); any other type
+    is refused here, when the task is defined, never at its first retry."""
+    if value is None or isinstance(value, timedelta):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value < 0 or value != value:
+            raise ValueError(f"`retry_delay` must be zero or more seconds, not {value!r}")
+        return timedelta(seconds=value)
+    raise TypeError(f"`retry_delay` must be a datetime.timedelta or a number of seconds, "
+                    f"not {type(value).__name__} {value!r}")

@@ -7,13 +7,29 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from cairnflow.core.flow import Flow
+    from cairnflow.states import State
 
 
-def to_dot(flow: Flow) -> str:
-    """The flow's graph in the DOT language: one node per task, one arrow per edge."""
+# fill colours of final states, as Prefect 1's visualize(flow_state=) drew them
+_COLORS = {"Success": "#28a745", "Cached": "#ffa500", "Mapped": "#97cc04",
+           "Skipped": "#f0f0f0", "Failed": "#eb0000", "TriggerFailed": "#c42800",
+           "TimedOut": "#cc5500", "Crashed": "#a30000", "Cancelled": "#bdbdbd",
+           "Paused": "#99ccff", "Pending": "#dedede", "Looped": "#fbd3b4"}
+
+
+def to_dot(flow: Flow, flow_state: State | None = None) -> str:
+    """The flow's graph in the DOT language: one node per task, one arrow per edge;
+    with ``flow_state`` (a finished run's state), each node filled by its task's state."""
     lines = [f"digraph {_quote(flow.name)} {{"]
+    task_states = flow_state.result if flow_state is not None else None
     for task in flow.sorted_tasks():
-        lines.append(f"  {_quote(flow.slugs[task])} [label={_quote(task.name)}];")
+        style = ""
+        state = task_states.get(task) if isinstance(task_states, dict) else None
+        if state is not None:
+            color = _COLORS.get(type(state).__name__, "#ffffff")
+            style = f", style=filled, fillcolor={_quote(color)}, " \
+                    f"tooltip={_quote(type(state).__name__)}"
+        lines.append(f"  {_quote(flow.slugs[task])} [label={_quote(task.name)}{style}];")
     for task in flow.sorted_tasks():
         for edge in flow.upstream_edges(task):
             attrs = []
@@ -28,9 +44,10 @@ def to_dot(flow: Flow) -> str:
     return "\n".join(lines) + "\n"
 
 
-def visualize(flow: Flow, filename: str | None = None, format: str | None = None) -> str:
+def visualize(flow: Flow, filename: str | None = None, format: str | None = None,
+              flow_state: State | None = None) -> str:
     """Return the DOT text; write it (or an image of it) to ``filename``."""
-    dot = to_dot(flow)
+    dot = to_dot(flow, flow_state)
     if filename is None:
         return dot
     fmt = format or os.path.splitext(filename)[1].lstrip(".") or "dot"

@@ -6,7 +6,6 @@ and hands it to ``FlowRunner``.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import multiprocessing
 import os
@@ -21,7 +20,7 @@ import pendulum
 
 from cairnflow.core.flow import Flow
 from cairnflow.exceptions import (
-    FlowLoadError, MissingParameterError, UnknownRunError,
+    FlowLoadError, MissingParameterError, UnknownRunError, UnresumableRunError,
 )
 from cairnflow.runner import logs
 from cairnflow.runner.executors import Executor, LocalExecutor
@@ -169,12 +168,21 @@ def _resume(store: StateStore, run_id: str, flow: Flow | None, executor: Executo
                             f"not of {flow.name!r}")
     crashed = _crash_transitions(data, info.pid, info.host) if info.state == "Crashed" else []
     notes = _changes_since(flow, data)
-    parameters = serialize.load(data.run.parameters_blob, "the run's parameters") \
-        if data.run.parameters_blob else dict(data.run.parameters)
+    parameters = saved_parameters(data)
+    _load_reused_results(data)  # a damaged result refuses the resume before it starts
     record = _new_record(flow, parameters, run_id=run_id, attempt=data.run.attempt + 1)
     run = FlowRun(flow, store, executor or flow.executor or LocalExecutor(), record,
                   parameters, data, on_transition, None, None, crashed)
     return FlowRunner(run, notes).execute()
+
+
+def _load_reused_results(data: ResumeData) -> None:
+    """Read, once, the results of the task runs the resume will reuse (and only those)."""
+    from cairnflow.runner.task_runner import is_reusable
+
+    for key, info in data.task_runs.items():
+        if info.has_result and is_reusable(info):
+            data.results[key]
 
 
 def _latest_unfinished(store: StateStore, flow_name: str) -> str:
@@ -246,7 +254,7 @@ def _new_record(flow: Flow, parameters: dict[str, Any], run_id: str | None = Non
                 attempt: int = 1) -> FlowRunRecord:
     return FlowRunRecord(
         id=run_id or str(uuid.uuid4()), flow_name=flow.name, flow_hash=flow_hash(flow),
-        parameters=_json_safe(parameters), parameters_blob=_dump_or_none(parameters, "parameters"),
+        parameters=_json_safe(parameters), parameters_blob=_dump_parameters(parameters),
         source_file=flow.source, source_variable=_source_variable(flow),
         flow_blob=_dump_or_none(flow, "flow") if attempt == 1 else None, attempt=attempt,
         pid=os.getpid(), host=host_name(), started_at=pendulum.now("UTC"),
@@ -275,6 +283,55 @@ def _source_variable(flow: Flow) -> str | None:
     return None
 
 
+class UnsavedParameter:
+    """Stands, in a run's saved parameters, for a value that could not be pickled."""
+
+    def __init__(self, name: str, reason: str):
+        self.name, self.reason = name, reason
+
+
+def _dump_parameters(parameters: dict[str, Any]) -> serialize.SerializedResult:
+    """The parameters serialized; a value that cannot be pickled is saved as an
+    ``UnsavedParameter``, so that resume refuses rather than pass another value."""
+    try:
+        return serialize.dump(parameters)
+    except Exception:
+        pass
+    saved: dict[str, Any] = {}
+    for name, value in parameters.items():
+        try:
+            serialize.dump(value)
+            saved[name] = value
+        except Exception as exc:
+            log.warning("The parameter %r of this run cannot be pickled (%r); this run "
+                        "cannot be resumed: resume will refuse it rather than pass another "
+                        "value.", name, exc)
+            saved[name] = UnsavedParameter(name, f"{type(exc).__name__}: {exc}")
+    return serialize.dump(saved)
+
+
+def saved_parameters(data: ResumeData) -> dict[str, Any]:
+    """The run's parameters as it ran with them, for resume.
+
+    Raises ``UnresumableRunError`` naming a parameter that could not be saved.
+    """
+    run = data.run
+    if run.parameters_blob is None:
+        if not run.parameters:
+            return {}
+        raise UnresumableRunError(
+            f"run {run.id} cannot be resumed: its parameters could not be saved when it ran "
+            f"({', '.join(sorted(run.parameters))}); start a new run instead")
+    values = serialize.load(run.parameters_blob, "the run's parameters")
+    unsaved = [v for v in values.values() if isinstance(v, UnsavedParameter)]
+    if unsaved:
+        first = unsaved[0]
+        raise UnresumableRunError(
+            f"run {run.id} cannot be resumed: its parameter {first.name!r} could not be "
+            f"saved when it ran ({first.reason}); start a new run instead")
+    return values
+
+
 def _dump_or_none(value: Any, what: str) -> serialize.SerializedResult | None:
     """``value`` serialized, or None with a warning: resume then needs the source file."""
     try:
@@ -286,7 +343,7 @@ def _dump_or_none(value: Any, what: str) -> serialize.SerializedResult | None:
 
 
 def _json_safe(parameters: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(parameters, default=repr))
+    return serialize.json_safe(parameters)
 
 
 def _collect_parameters(flow: Flow, parameters: dict[str, Any] | None,

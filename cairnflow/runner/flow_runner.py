@@ -26,7 +26,7 @@ from cairnflow.runner.executors import Executor
 from cairnflow.runner.recorder import Recorder
 from cairnflow.runner.task_runner import UPSTREAM_SKIPPED, TaskRunner, flat_states
 from cairnflow.states import (
-    Cancelled, Failed, Mapped, Paused, Pending, Running, Skipped, State, Success,
+    Cancelled, Failed, Mapped, Paused, Pending, Running, Scheduled, Skipped, State, Success,
 )
 from cairnflow.statestore.base import FlowRunRecord, ResumeData, StateStore, TaskKey, Transition
 
@@ -113,7 +113,9 @@ class FlowRunner:
         """Run every task and return the flow's final state, with every transition recorded."""
         run, flow = self.run, self.flow
         order = flow.sorted_tasks()
-        running = self._handle_flow_state(Running("Running flow."), old=Pending())
+        # Prefect 1's sequence: a flow run starts Scheduled, then Running, then final
+        running = self._handle_flow_state(Running("Running flow."),
+                                          old=Scheduled("Flow run scheduled."))
         run.recorder.start(run.record, running, before=run.crashed)
         token = enter_context(run.base_context)
         try:
@@ -133,7 +135,7 @@ class FlowRunner:
                     # in its threads or processes is not waited for, and records nothing.
                     self._record_abort(exc)
                     raise
-            final = self._handle_flow_state(self._final_state(), old=running)
+            final = self._handle_flow_state(self._terminal_state(), old=running)
             log.info("Flow run %s: %s", final.name.upper(), final.message)
         except BaseException as exc:
             self._record_abort(exc)  # when the run ended before or after its tasks
@@ -327,11 +329,25 @@ class FlowRunner:
             return Success("All reference tasks succeeded.")
         return Success("All reference tasks finished.")
 
+    def _terminal_state(self) -> State:
+        """The final state, through the flow's ``terminal_state_handler`` if it has one
+        (called with the reference tasks' states, as in Prefect 1)."""
+        final = self._final_state()
+        handler = getattr(self.flow, "terminal_state_handler", None)
+        if handler is not None:
+            reference = {self.states[t] for t in self.flow.reference_tasks()}
+            final = handler(self.flow, final, reference) or final
+        return final
+
     def _handle_flow_state(self, new: State, old: State | None = None) -> State:
-        """Call the flow's state handlers (Prefect 1 calls them on Running too)."""
+        """Call the flow's state handlers (Prefect 1 calls them on Running too), then
+        its ``on_failure`` when the new state is a failure."""
         old = old or Running("Running flow.")
         for handler in self.flow.state_handlers:
             new = handler(self.flow, old, new) or new
+        on_failure = getattr(self.flow, "on_failure", None)
+        if on_failure is not None and new.is_failed():
+            on_failure(self.flow, new)
         return new
 
     def _record_abort(self, exc: BaseException) -> None:

@@ -96,8 +96,7 @@ def load_flow_from_file(path: str, variable: str | None = None) -> Flow:
     while executing it, no flow in it, or several and no ``variable``.
     """
     path = os.path.abspath(path)
-    if not os.path.isfile(path):
-        raise FlowLoadError(f"no such file: {path}")
+    _require_file(path)
     return _pick_flow(_execute(path), path, variable)
 
 
@@ -108,12 +107,18 @@ def run_flow_file(path: str, variable: str | None, script: ScriptRun) -> Flow | 
     ran none, else None: its runs are in ``script.runs``.
     """
     path = os.path.abspath(path)
-    if not os.path.isfile(path):
-        raise FlowLoadError(f"no such file: {path}")
+    _require_file(path)
     module = _execute(path, script)
     if script.runs:
         return None
     return _pick_flow(module, path, variable)
+
+
+def _require_file(path: str) -> None:
+    if os.path.isdir(path):
+        raise FlowLoadError(f"{path} is a directory, not a flow file: name the .py file")
+    if not os.path.isfile(path):
+        raise FlowLoadError(f"no such file: {path}")
 
 
 def _pick_flow(module: ModuleType, path: str, variable: str | None) -> Flow:
@@ -164,6 +169,14 @@ def _execute(path: str, script: ScriptRun | None = None) -> ModuleType:
             return module
         sys.modules.pop(name, None)
         raise FlowLoadError(f"error while loading {path}: {_describe(exc, path)}") from exc
+    except SystemExit as exc:
+        if skipped or (script is not None and script.runs):
+            return module  # the script ended itself after its flow.run(), as scripts do
+        sys.modules.pop(name, None)
+        # Never the file's own exit status: `exit 0` would tell cron the flow ran.
+        raise FlowLoadError(
+            f"{path} called sys.exit({exc.code!r}) while loading, before any flow ran: "
+            "guard it with `if __name__ == '__main__':`") from None
     finally:
         if token is not None:
             _script_run.reset(token)

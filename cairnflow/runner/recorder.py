@@ -16,6 +16,12 @@ recorded is untrue. Grouping the commit of one task's ``Success`` with the
 next task's ``Running``, and log records with the transitions they travel
 with, saves commits without weakening that promise.
 
+Group commit: threads append to the buffer under a short lock of its own, and
+write under another, so while one thread's commit is in flight the others'
+transitions gather in the buffer; the next commit carries them all, and a
+thread whose durable transition a peer's commit carried returns at once. A
+map on a thread pool so commits less often than once per task.
+
 Fencing: every write names this attempt, and the store refuses it
 (``FencedOutError``) once another process has taken the run over. From then
 on the recorder writes nothing more: every later write raises the same error
@@ -74,7 +80,10 @@ class Recorder:
         """Set once the store refused a write of this attempt: nothing more is written."""
         self._pending: list[Transition] = []
         self._logs: list[LogEntry] = []
-        self._lock = threading.RLock()  # a log record emitted while writing must not deadlock
+        self._lock = threading.RLock()  # writes; a log record emitted while writing must not deadlock
+        self._buffer_lock = threading.Lock()  # the buffers; never held while waiting for _lock
+        self._appended = 0  # transitions appended by ``transition``
+        self._committed = 0  # how many of those are committed
         self._wake = threading.Event()
         self._ended = False
         self._aborted = False
@@ -89,20 +98,24 @@ class Recorder:
         """
         record = Transition(self.flow_run_id, self.attempt, slug, name, map_index,
                             state.name, state.message, state.timestamp, result)
-        with self._lock:
+        with self._buffer_lock:
             if self.fenced is not None:
                 raise self.fenced
             if self._ended:
                 return
             self._pending.append(record)
-            if durable:
-                self._flush_locked()
+            self._appended += 1
+            mine = self._appended
+        if durable:
+            with self._lock:
+                if self._committed < mine:  # else a peer's commit carried it
+                    self._flush_locked()
         if self.on_transition is not None:
             self.on_transition(record)
 
     def record(self, transitions: Sequence[Transition]) -> None:
         """Buffer transitions made elsewhere (already-built records, e.g. Pending)."""
-        with self._lock:
+        with self._buffer_lock:
             if self.fenced is not None:
                 raise self.fenced
             self._pending.extend(transitions)
@@ -129,9 +142,10 @@ class Recorder:
         after. Does nothing once fenced out. Raises if the store refuses the end.
         """
         with self._lock:
-            if self.fenced is not None or self._ended:
-                return
-            self._ended = self._aborted = True
+            with self._buffer_lock:
+                if self.fenced is not None or self._ended:
+                    return
+                self._ended = self._aborted = True
             try:
                 self._flush_locked()
             except FencedOutError:
@@ -148,7 +162,8 @@ class Recorder:
             closing.append(Transition(self.flow_run_id, self.attempt, None, flow_name, None,
                                       flow_state.name, flow_state.message,
                                       flow_state.timestamp))
-            self._pending.extend(closing)
+            with self._buffer_lock:
+                self._pending.extend(closing)
             self._flush_locked()
         if self.on_transition is not None:
             for t in closing:
@@ -157,8 +172,9 @@ class Recorder:
     def _salvage_locked(self) -> None:
         """After a batch failed: commit its transitions one at a time, dropping
         those the store refuses (a result that cannot be written), and its logs."""
-        batch, logs = self._pending, self._logs
-        self._pending, self._logs = [], []
+        with self._buffer_lock:
+            batch, logs = self._pending, self._logs
+            self._pending, self._logs = [], []
         for t in batch:
             try:
                 self.store.record_transitions([t])
@@ -188,20 +204,23 @@ class Recorder:
         records (from task code still running in the background) are written one by
         one, and later transitions are not recorded."""
         with self._lock:
-            if final is not None:
-                self._pending.append(final)
+            with self._buffer_lock:
+                if final is not None:
+                    self._pending.append(final)
+                self._ended = True
             self._flush_locked()
-            self._ended = True
         if final is not None and self.on_transition is not None:
             self.on_transition(final)
 
     def _flush_locked(self) -> None:
         if self.fenced is not None:
             raise self.fenced
-        if not (self._pending or self._logs):
-            return
-        batch, logs = self._pending, self._logs
-        self._pending, self._logs = [], []
+        with self._buffer_lock:
+            if not (self._pending or self._logs):
+                return
+            batch, logs = self._pending, self._logs
+            self._pending, self._logs = [], []
+            upto = self._appended
         try:
             self.store.record_transitions(batch, logs)
         except FencedOutError as exc:
@@ -210,8 +229,10 @@ class Recorder:
         except Exception:
             # Not written: kept, in order, for the next try (the caller sees the error).
             # (On Ctrl-C the batch is dropped: it may have committed; see ``abort``.)
-            self._pending[:0], self._logs[:0] = batch, logs
+            with self._buffer_lock:
+                self._pending[:0], self._logs[:0] = batch, logs
             raise
+        self._committed = max(self._committed, upto)
 
     def log_record(self, record: logging.LogRecord) -> None:
         """Buffer a log record with the task run of the current context (a log sink).
@@ -224,14 +245,17 @@ class Recorder:
                          pendulum.from_timestamp(record.created), record.levelno,
                          record.name, message_with_traceback(record), self.attempt)
         with self._lock:
-            if self.fenced is not None or self._aborted:
-                return
-            self._logs.append(entry)
-            if self._ended or self._pending:
+            with self._buffer_lock:
+                if self.fenced is not None or self._aborted:
+                    return
+                self._logs.append(entry)
+                flush_now = self._ended or bool(self._pending)
+                many = len(self._logs) >= LOG_BATCH_MAX
+            if flush_now:
                 # A log record commits the transitions waiting before it (the rule
                 # above), in one transaction with it.
                 self._flush_quietly()
-            elif len(self._logs) >= LOG_BATCH_MAX:
+            elif many:
                 self._wake.set()
 
     def _flush_quietly(self) -> None:

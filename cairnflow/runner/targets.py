@@ -1,4 +1,4 @@
-"""Results with a location and task targets, as Prefect 1 has them.
+"""Results with a location, task targets and task run names, as Prefect 1 has them.
 
 The checkpoint store stays the source of truth: resume reuses what the store
 holds before any target is looked at. A ``Result`` is a copy written where
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from cairnflow.core.task import Task
     from cairnflow.results import Result
 
-__all__ = ["uses_results", "check_target", "write_result"]
+__all__ = ["uses_results", "check_target", "write_result", "run_name"]
 
 
 def uses_results(flow: Flow) -> tuple[bool, bool]:
@@ -75,3 +75,14 @@ def write_result(task: Task, flow: Flow, ctx: dict[str, Any], inputs: dict[str, 
         return Failed(f"Error writing the task's result to {result.location!r}: {exc!r}",
                       result=exc)
     return state
+
+
+def run_name(task: Task, ctx: dict[str, Any], inputs: dict[str, Any]) -> str:
+    """The task run's name from ``task_run_name`` (a template or a function),
+    formatted like a location; the task's name when formatting fails."""
+    from cairnflow.results import format_location
+
+    try:
+        return format_location(task.task_run_name, **_values(ctx, inputs))
+    except Exception:
+        return ctx["task_full_name"]

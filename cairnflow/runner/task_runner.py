@@ -86,6 +86,8 @@ class TaskRunner:
         if upstream and not _all_finished(upstream):
             return Pending("Upstream tasks are not finished.")  # behind a Paused task
         ctx = self.flow_run.task_context(task, slug, map_index)
+        if task.task_run_name is not None:
+            ctx["task_run_name"] = ctx["task_full_name"] = targets.run_name(task, ctx, inputs)
         state = (self._check_upstream_skipped(task, upstream)
                  or self.check_trigger(task, ctx, upstream, edges, upstream_states)
                  or (self.has_targets and targets.check_target(task, self.flow_run.flow, ctx,
@@ -93,7 +95,7 @@ class TaskRunner:
                  or self._check_cache(task, slug, inputs))
         if state is None:
             return self._run_with_retries(task, slug, map_index, inputs, ctx)
-        return self.enter(task, slug, map_index, state)
+        return self._finish(task, slug, map_index, state)  # a Cached result is checkpointed
 
     def _reuse_prior(self, task: Task, slug: str, map_index: int | None) -> State | None:
         """On resume, a task run that succeeded before is not run again."""
@@ -209,7 +211,8 @@ class TaskRunner:
         return Success("Task run succeeded.", result=value)
 
     def _finish(self, task: Task, slug: str, map_index: int | None, state: State) -> State:
-        """Enter the final state; a successful result is checkpointed with it."""
+        """Enter the final state; a successful result (Cached too) is checkpointed with
+        it: every final state that carries a result comes through here."""
         blob = None
         if task.checkpoint and isinstance(state, Success) and not isinstance(state, Skipped):
             blob = self._serialize(task, slug, state.result)

@@ -16,6 +16,7 @@ import threading
 
 from cairnflow.statestore import StateStore, default_url, open_store
 from cairnflow.statestore import sqlite_policy as policy
+from cairnflow.statestore.postgres_policy import is_postgres_url
 from cairnflow.statestore.sqlite import path_from_url
 
 __all__ = ["Stores"]
@@ -30,7 +31,9 @@ class Stores:
 
     def __init__(self, url: str | None = None) -> None:
         self.url = url or default_url()
-        self.path = path_from_url(self.url)  # a bad URL fails at start, not per request
+        # A bad URL fails at start, not per request. PostgreSQL has no file to wait
+        # for: its read-only store notices a schema created after it opened.
+        self.path = None if is_postgres_url(self.url) else path_from_url(self.url)
         self._lock = threading.Lock()
         self._reader: StateStore | None = None
         self._reader_saw_schema = False
@@ -52,6 +55,8 @@ class Stores:
 
     def _has_schema(self) -> bool:
         """Whether the database file exists and a writer has committed its schema."""
+        if self.path is None:
+            return True
         if not os.path.exists(self.path):
             return False
         try:

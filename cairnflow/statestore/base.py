@@ -44,7 +44,7 @@ import os
 import re
 import socket
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -57,6 +57,7 @@ __all__ = [
     "StateStore", "FlowRunRecord", "Transition", "LogEntry", "TaskRunInfo", "FlowRunInfo",
     "FlowInfo", "TaskKey", "task_label", "split_task_label", "HEARTBEAT_SECONDS",
     "is_owner_alive", "require_aware", "host_name", "process_start_time", "stale_after_seconds",
+    "LazyResults", "ResumeData",
 ]
 
 HEARTBEAT_SECONDS = 5.0
@@ -221,11 +222,48 @@ class FlowInfo:
 
 @dataclass
 class ResumeData:
-    """Everything resume needs from a stored run."""
+    """Everything resume needs from a stored run.
+
+    ``results`` maps a task run's key to its checkpointed result; a store may
+    fill it lazily (``LazyResults``), so that a caller that only needs the run
+    record (the CLI, before it resumes) loads no result at all.
+    """
 
     run: FlowRunRecord
     task_runs: dict[TaskKey, TaskRunInfo] = field(default_factory=dict)
-    results: dict[TaskKey, SerializedResult] = field(default_factory=dict)
+    results: Mapping[TaskKey, SerializedResult] = field(default_factory=dict)
+
+
+class LazyResults(Mapping):
+    """A run's results, read from the store on first use, each one at most once.
+
+    Args:
+        rows: returns, once, what ``read`` needs of each result, by key (one query).
+        read: turns one of those into the result (reading a result file if it is one).
+    """
+
+    def __init__(self, rows: Callable[[], dict[TaskKey, Any]],
+                 read: Callable[[TaskKey, Any], SerializedResult]):
+        self._load_rows, self._read = rows, read
+        self._rows: dict[TaskKey, Any] | None = None
+        self._done: dict[TaskKey, SerializedResult] = {}
+
+    def _all(self) -> dict[TaskKey, Any]:
+        if self._rows is None:
+            self._rows = self._load_rows()
+        return self._rows
+
+    def __getitem__(self, key: TaskKey) -> SerializedResult:
+        found = self._done.get(key)
+        if found is None:
+            found = self._done[key] = self._read(key, self._all()[key])
+        return found
+
+    def __iter__(self) -> Iterator[TaskKey]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
 
 
 class StateStore(ABC):
@@ -296,6 +334,16 @@ class StateStore(ABC):
         that come after the run with this id in that order (keyset pagination);
         an unknown id gives no runs.
         """
+
+    def latest_run_id(self) -> str | None:
+        """The id of the run created most recently (what ``last`` names), by the order
+        runs were created, never by a clock reading; None in an empty store.
+
+        This default goes by ``created_at``; stores override it with their order of
+        creation.
+        """
+        latest = self.list_runs(limit=1)
+        return latest[0].id if latest else None
 
     @abstractmethod
     def find_run_ids(self, prefix: str, limit: int = 2) -> list[str]:

@@ -190,6 +190,10 @@ class MemoryStore(StateStore):
             infos = [i for i in infos if i.state == state]
         return infos[:limit] if limit is not None else infos
 
+    def latest_run_id(self) -> str | None:
+        with self._lock:
+            return next(reversed(self._runs), None)  # dicts keep creation order
+
     def find_run_ids(self, prefix: str, limit: int = 2) -> list[str]:
         with self._lock:
             return sorted(rid for rid in self._runs if rid.startswith(prefix))[:limit]

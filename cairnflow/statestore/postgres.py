@@ -159,8 +159,12 @@ class PostgresStore(StateStore):
 
     def _in_transaction(self, fn: Callable[[Cursor | None], T]) -> T:
         conn = self._connection()
-        if self._empty:
-            return fn(None)
+        if self._empty:  # a reader that found no schema: look again, it may be there now
+            with conn.cursor() as cur:
+                self._empty = not policy.check_schema_readable(cur, self.where)
+            conn.rollback()
+            if self._empty:
+                return fn(None)
         try:
             with conn.cursor() as raw:
                 result = fn(Cursor(raw))

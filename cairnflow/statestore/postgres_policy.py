@@ -212,8 +212,11 @@ def ensure_schema(conn: Any, where: str) -> None:
         conn.rollback()
         if version == SCHEMA_VERSION:
             return
+        # A session lock, then a new transaction: one begun before another process
+        # created the schema could still see the catalog as it was.
+        cur.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK,))
+        conn.commit()
         try:
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             version = stored_version(cur, where)  # another process may have done it
             _refuse_newer(version, where)
             if version is None:
@@ -232,6 +235,10 @@ def ensure_schema(conn: Any, where: str) -> None:
         except BaseException:
             conn.rollback()
             raise
+        finally:
+            if not conn.broken:
+                cur.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK,))
+                conn.commit()
 
 
 def _add_missing(cur: Any) -> None:

@@ -57,11 +57,11 @@ def resolve_run_id(store: StateStore, ref: str) -> str:
     Raises ``UnknownRunError`` or ``AmbiguousRunError`` with a message for people.
     """
     ref = ref.strip()
-    if ref == "last":
-        latest = store.list_runs(limit=1)
-        if not latest:
+    if ref == "last":  # the run created most recently, whatever the clock said then
+        latest = store.latest_run_id()
+        if latest is None:
             raise UnknownRunError("there are no runs in this store yet")
-        return latest[0].id
+        return latest
     matches = store.find_run_ids(ref, limit=2) if ref else []
     if not matches:
         raise UnknownRunError(f"no run matches {ref!r} (see `cairnflow runs ls`)")

@@ -53,3 +53,27 @@ def load(blob: SerializedResult, what: str = "result") -> Any:
             f"{blob.python_version}, cloudpickle {blob.cloudpickle_version}; this is Python "
             f"{PYTHON_VERSION}, cloudpickle {CLOUDPICKLE_VERSION})"
         ) from exc
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` as plain JSON data: what JSON cannot hold is shown as a string.
+
+    NaN and the infinities become ``"NaN"``, ``"Infinity"``, ``"-Infinity"``;
+    bytes, sets and other objects their ``repr``; dict keys strings. So every
+    JSON output (the CLI's ``--json``, the server's API) stays valid JSON for
+    every stored value.
+    """
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        if value != value:
+            return "NaN"
+        if value in (float("inf"), float("-inf")):
+            return "Infinity" if value > 0 else "-Infinity"
+        return value
+    if isinstance(value, dict):
+        return {k if isinstance(k, str) else str(json_safe(k)): json_safe(v)
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return repr(value)

@@ -35,8 +35,8 @@ from cairnflow.exceptions import (
 from cairnflow.statestore import sqlite_policy as policy
 from cairnflow.statestore import sqlite_rows as rows
 from cairnflow.statestore.base import (
-    FlowInfo, FlowRunInfo, FlowRunRecord, LogEntry, ResumeData, StateStore, TaskKey,
-    TaskRunInfo, Transition, check_claim, fenced_out_message, require_aware,
+    FlowInfo, FlowRunInfo, FlowRunRecord, LazyResults, LogEntry, ResumeData, StateStore,
+    TaskKey, TaskRunInfo, Transition, check_claim, fenced_out_message, require_aware,
 )
 from cairnflow.statestore.result_files import ResultFiles, StoredFile
 from cairnflow.statestore.serialize import SerializedResult
@@ -161,6 +161,11 @@ class SQLiteStore(StateStore):
                     raise StoreError(f"cannot create the cairnflow database {path}: "
                                      f"directory {parent} does not exist")
             elif not self.readonly:
+                if policy.on_read_only_media(path):
+                    raise StoreError(
+                        f"the cairnflow database {path} is on a read-only file system: it "
+                        "can be read but not written; give a store that can be written "
+                        "(--db, CAIRNFLOW_DB_URL)")
                 if policy.probe_schema_version(path, self._busy_timeout) == policy.SCHEMA_VERSION:
                     return self._connect_writer(upgrade=False)
         elif self.readonly:
@@ -220,6 +225,10 @@ class SQLiteStore(StateStore):
             if self._closed:
                 raise StoreError("this cairnflow store is closed")
             conn = self._conn
+            if conn is None and self.path != ":memory:":
+                # A database created (or given its schema) since this reader opened:
+                # a long-lived reader, such as the server, must see it.
+                conn = self._conn = self._guarded("open", None, self._open)
             if conn is None:
                 return fn(None)  # type: ignore[arg-type]  # empty read-only store
             return self._guarded(doing, refused, policy.in_transaction, conn, fn, write)
@@ -421,6 +430,14 @@ class SQLiteStore(StateStore):
         return self._read(lambda cur: rows.list_runs(cur, flow_name, state, limit, since,
                                                      before))
 
+    def latest_run_id(self) -> str | None:
+        def read(cur: sqlite3.Cursor | None) -> str | None:
+            if cur is None:
+                return None
+            row = cur.execute("SELECT id FROM flow_run ORDER BY pk DESC LIMIT 1").fetchone()
+            return None if row is None else row[0]
+        return self._read(read)
+
     def find_run_ids(self, prefix: str, limit: int = 2) -> list[str]:
         def read(cur: sqlite3.Cursor | None) -> list[str]:
             if cur is None:
@@ -467,18 +484,26 @@ class SQLiteStore(StateStore):
         def read(cur: sqlite3.Cursor | None) -> tuple[FlowRunRecord, list]:
             record = rows.flow_run_record(cur, run_id)
             return record, cur.execute(  # type: ignore[union-attr]
-                rows.RESUME_SQL, rows.require_run(cur, run_id)).fetchall()
+                rows.TASK_RUNS_SQL, rows.require_run(cur, run_id)).fetchall()
+
+        def result_rows() -> dict[TaskKey, Sequence[Any]]:
+            def read_results(cur: sqlite3.Cursor | None) -> list:
+                return cur.execute(  # type: ignore[union-attr]
+                    rows.RUN_RESULTS_SQL, rows.require_run(cur, run_id)).fetchall()
+            return {(slug, None if index == NOT_MAPPED else index): row
+                    for slug, index, *row in self._read(read_results)}
 
         record, found = self._read(read)
-        data = ResumeData(run=record)
+        task_runs = {}
         for row in found:
-            info = rows.task_run_info(row[:9])
-            key: TaskKey = (info.task_slug, info.map_index)
-            data.task_runs[key] = info
-            if info.has_result:
-                data.results[key] = self._result(run_id, info.task_slug, info.map_index,
-                                                 row[9:])
-        return data
+            info = rows.task_run_info(row)
+            task_runs[(info.task_slug, info.map_index)] = info
+        # Results are read when resume first needs one (all rows in one query, a
+        # result file when its result is used): the CLI, which only wants the
+        # record, reads none.
+        results = LazyResults(result_rows,
+                              lambda key, row: self._result(run_id, key[0], key[1], row))
+        return ResumeData(run=record, task_runs=task_runs, results=results)
 
     def get_logs(self, run_id: str, task_slug: str | None = None) -> list[LogEntry]:
         return self._read(lambda cur: rows.logs(cur, run_id, task_slug))

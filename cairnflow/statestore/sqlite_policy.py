@@ -44,7 +44,7 @@ __all__ = [
     "SCHEMA_VERSION", "MIGRATIONS", "BUSY_TIMEOUT_SECONDS", "LOCK_RETRY_SECONDS",
     "PAGE_SIZE", "WAL_CHECKPOINT_BYTES", "WAL_LIMIT_BYTES",
     "synchronous_mode", "connect", "enable_wal", "is_busy", "retrying", "in_transaction",
-    "probe_schema_version", "check_schema_readable", "ensure_schema",
+    "probe_schema_version", "check_schema_readable", "ensure_schema", "on_read_only_media",
 ]
 
 T = TypeVar("T")
@@ -119,6 +119,10 @@ def connect(path: str, *, readonly: bool,
     """
     if path == ":memory:":
         target = ":memory:"
+    elif readonly and on_read_only_media(path):
+        # A copy on a read-only mount: nothing can write it, and SQLite could not
+        # make the WAL's shared-memory file beside it, so open it as immutable.
+        target = f"file:{quote(path)}?mode=ro&immutable=1"
     else:
         target = f"file:{quote(path)}?mode={'ro' if readonly else 'rwc'}"
     conn = sqlite3.connect(target, uri=True, isolation_level=None,
@@ -136,6 +140,15 @@ def connect(path: str, *, readonly: bool,
         conn.close()
         raise
     return conn
+
+
+def on_read_only_media(path: str) -> bool:
+    """Whether ``path``'s directory cannot be written (a read-only mount)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
 
 
 def enable_wal(conn: sqlite3.Connection) -> None:

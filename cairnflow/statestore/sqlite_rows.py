@@ -266,6 +266,11 @@ RESUME_SQL = (f"SELECT {_TASK_RUN_COLUMNS}, x.serializer, x.python_version, "
               "x.cloudpickle_version, x.data, x.path, x.size, x.sha256 "
               f"FROM task_run t {_JOIN_RESULT} WHERE t.id BETWEEN ? AND ? ORDER BY t.id")
 
+RUN_RESULTS_SQL = ("SELECT t.task_slug, t.map_index, x.serializer, x.python_version, "
+                   "x.cloudpickle_version, x.data, x.path, x.size, x.sha256 "
+                   "FROM task_run t JOIN task_result x ON x.task_run_id = t.id "
+                   "WHERE t.id BETWEEN ? AND ? ORDER BY t.id")
+
 RESULT_SQL = ("SELECT x.serializer, x.python_version, x.cloudpickle_version, x.data, x.path, "
               "x.size, x.sha256 FROM task_run t JOIN task_result x ON x.task_run_id = t.id "
               "WHERE t.id BETWEEN ? AND ? AND t.task_slug = ? AND t.map_index = ?")
