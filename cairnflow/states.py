@@ -243,6 +243,10 @@ PENDING: frozenset[str] = _kinds(Pending)
 QUEUED: frozenset[str] = frozenset({"Scheduled", "Submitted"})
 """A flow run waiting for an agent (Scheduled) or being started by one (Submitted)."""
 
+UNDER_WAY: frozenset[str] = QUEUED | {"Pending", "Running"}
+"""A flow run that has not ended: waiting for an agent, starting, or running. (A
+Running run whose process died is reported Crashed, so it is not under way.)"""
+
 REUSABLE_BY_RESUME: frozenset[str] = frozenset({"Success", "Cached", "Skipped"})
 """Task run states a resume takes as they are (Success and Cached need their result)."""
 
@@ -253,6 +257,11 @@ NEEDS_RESULT_TO_REUSE: frozenset[str] = frozenset({"Success", "Cached"})
 def is_finished(name: str) -> bool:
     """Whether a stored state name is a Finished state (unknown names are not)."""
     return name in FINISHED
+
+
+def is_under_way(name: str) -> bool:
+    """Whether a flow run in (reported) state ``name`` has not ended yet."""
+    return name in UNDER_WAY
 
 
 def is_successful(name: str) -> bool:

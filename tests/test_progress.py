@@ -178,6 +178,7 @@ with Flow("nightly-report-with-a-long-name",
 """
 
 
+@pytest.mark.slow  # worker processes start slowly; the rendering tests above run by default
 def test_a_run_on_a_60_column_terminal_with_worker_processes(tmp_path):
     path = tmp_path / "nightly.py"
     path.write_text(textwrap.dedent(PROCESS_FLOW))

@@ -32,7 +32,7 @@ from cairnflow.statestore.queries import (
 )
 
 __all__ = [
-    "emit", "print_json", "Table", "fit", "echo", "fields", "run_json", "run_detail_json",
+    "emit", "print_json", "Table", "fit", "stdout_is_terminal", "echo_raw", "echo", "fields", "run_json", "run_detail_json",
     "task_json", "transition_json", "flow_json", "log_json", "iso", "local_time",
     "clock_time", "local_zone", "human_duration", "state_style", "style_state", "styled",
     "color_enabled", "task_label", "short_id", "command_line", "level_name",
@@ -276,11 +276,19 @@ class Table:
             parts.append(text)
         return "  ".join(parts).rstrip()
 
-    def print(self) -> None:
-        """Print the table on stdout, fitted to the terminal if stdout is one."""
+    def print(self, max_rows: int | None = None) -> None:
+        """Print the table on stdout, fitted to the terminal if stdout is one
+        (and to ``max_rows`` rows, the rest counted in a last line)."""
         color = color_enabled()
         width = shutil.get_terminal_size().columns if _stdout_is_terminal() else None
-        _write(self.render(color=color, width=width))
+        rows = self.rows
+        if max_rows is not None and len(rows) > max(max_rows, 1):
+            keep = max(max_rows, 2) - 1
+            self.rows = rows[:keep] + [[f"… {len(rows) - keep} more rows"]]
+        try:
+            _write(self.render(color=color, width=width))
+        finally:
+            self.rows = rows
 
 
 _EXCEPTION = re.compile(r"\b[A-Z][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\(")
@@ -306,6 +314,16 @@ def fit(text: str, width: int) -> str:
         if len(text) <= width:
             return text
     return text[:width - 1] + "…"
+
+
+def stdout_is_terminal() -> bool:
+    """Whether stdout is a terminal (tables are fitted, views redrawn in place)."""
+    return _stdout_is_terminal()
+
+
+def echo_raw(text: str) -> None:
+    """``text`` on stdout as it is (no newline)."""
+    _write(text)
 
 
 def _stdout_is_terminal() -> bool:

@@ -377,6 +377,15 @@ class StateStore(ABC):
     def list_flows(self) -> list[FlowInfo]:
         """Every flow with runs in the store, by name."""
 
+    def data_version(self) -> int | None:
+        """A number that changes whenever another connection commits to the store.
+
+        Followers of a live run (``runs logs -f``, ``runs show --watch``) read
+        again only when it changes, so following an idle run costs next to
+        nothing. None (the default) means the store cannot tell: read again.
+        """
+        return None
+
     def close(self) -> None:
         """Release connections and files. The store is unusable afterwards."""
 

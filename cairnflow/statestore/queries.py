@@ -26,7 +26,8 @@ import dataclasses
 import logging
 import os
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -36,14 +37,15 @@ from cairnflow.exceptions import AmbiguousRunError, ResultNotFoundError, Unknown
 from cairnflow.statestore import serialize
 from cairnflow.statestore.base import (
     FlowInfo, FlowRunInfo, LogEntry, StateStore, TaskKey, TaskRunInfo, Transition,
-    task_label as base_task_label,
+    split_task_label, task_label as base_task_label,
 )
 
 __all__ = [
     "RunDetail", "ResumeVerdict", "resolve_run_id", "get_run", "list_runs", "run_detail",
+    "prune_candidates",
     "presented_tasks", "resume_verdict", "reused_task_runs", "history", "logs",
-    "require_task", "why_no_result", "result_value", "group_mapped", "summarise_children",
-    "parse_state", "task_label", "iso", "level_name", "run_json", "run_detail_json",
+    "require_task", "require_child", "task_ref", "why_no_result", "result_value", "group_mapped", "summarise_children",
+    "parse_state", "follow", "task_label", "iso", "level_name", "run_json", "run_detail_json",
     "task_json", "transition_json", "log_json", "flow_json", "list_flows",
 ]
 
@@ -81,16 +83,41 @@ def parse_state(text: str) -> str:
 
 
 def list_runs(store: StateStore, flow_name: str | None = None, state: str | None = None,
-              limit: int | None = None, *, since: datetime | None = None,
-              before: str | None = None) -> list[FlowRunInfo]:
-    """Runs newest first, optionally of one flow and in one state (any capitalisation).
+              limit: int | None = None, since: datetime | None = None,
+              until: datetime | None = None, *, before: str | None = None
+              ) -> list[FlowRunInfo]:
+    """Runs newest first, optionally of one flow, in one state (any capitalisation),
+    and first started at or after ``since`` and before ``until``.
 
-    ``since`` keeps runs created at or after it; ``before`` (a run id) gives the
-    page of runs after that one (keyset pagination, as fast on page 1,000 as on 1).
+    ``before`` (a run id) gives the page of runs after that one (keyset
+    pagination, as fast on page 1,000 as on page 1).
     """
     wanted = None if state is None else parse_state(state)
-    return store.list_runs(flow_name=flow_name, state=wanted, limit=limit, since=since,
-                           before=before)
+    if until is None:
+        return store.list_runs(flow_name=flow_name, state=wanted, limit=limit, since=since,
+                               before=before)
+    runs = [r for r in store.list_runs(flow_name=flow_name, state=wanted, since=since,
+                                       before=before) if r.created_at < until]
+    return runs if limit is None else runs[:limit]
+
+
+def prune_candidates(store: StateStore, older_than: datetime | None = None,
+                     flow_name: str | None = None, state: str | None = None,
+                     keep: int | None = None) -> list[FlowRunInfo]:
+    """The runs a prune deletes, newest first: finished runs (never one under way)
+    first started before ``older_than``, of ``flow_name``, in ``state``, except the
+    ``keep`` newest runs of each flow among them."""
+    kept: dict[str, int] = {}
+    chosen = []
+    for run in list_runs(store, flow_name=flow_name, state=state):
+        if states.is_under_way(run.state):
+            continue
+        if keep is not None and kept.get(run.flow_name, 0) < keep:
+            kept[run.flow_name] = kept.get(run.flow_name, 0) + 1
+            continue
+        if older_than is None or run.created_at < older_than:
+            chosen.append(run)
+    return chosen
 
 
 def list_flows(store: StateStore) -> list[FlowInfo]:
@@ -158,26 +185,66 @@ def reused_task_runs(tasks: Sequence[TaskRunInfo]) -> dict[TaskKey, str]:
             if t.state == "Mapped" or states.is_reusable_by_resume(t.state, t.has_result)}
 
 
-def history(store: StateStore, run_id: str, task_slug: str | None = None) -> list[Transition]:
-    """Every transition of a run (or of one task, its mapped children included).
+def task_ref(store: StateStore, run_id: str, text: str,
+             map_index: int | None = None) -> TaskKey:
+    """The task run a person named: ``fetch-1`` or ``fetch-1[7]`` (as every face prints
+    mapped children), optionally with a separate ``map_index`` (``--map-index``).
+
+    A slug that itself ends in ``[n]`` wins over the mapped-child reading. Giving
+    both ``slug[i]`` and a different ``map_index`` is a ``ValueError``.
+    """
+    slug, index = split_task_label(text.strip())
+    if index is not None and any(t.task_slug == text for t in store.get_task_runs(run_id)):
+        slug, index = text, None
+    if index is not None and map_index is not None and index != map_index:
+        raise ValueError(f"{text!r} names mapped child {index}, but --map-index says "
+                         f"{map_index}: give one of them")
+    return slug, index if index is not None else map_index
+
+
+def history(store: StateStore, run_id: str, task_slug: str | None = None,
+            map_index: int | None = None) -> list[Transition]:
+    """Every transition of a run (or of one task, its mapped children included, or
+    of one mapped child when ``map_index`` is given).
 
     A task the run does not have is an ``UnknownRunError`` naming its tasks.
     """
     transitions = store.get_history(run_id, task_slug)
     if task_slug is not None and not transitions:
         require_task(store, run_id, task_slug)
+    if task_slug is not None and map_index is not None:
+        transitions = [t for t in transitions if t.map_index == map_index]
+        if not transitions:
+            require_child(store, run_id, task_slug, map_index)
     return transitions
 
 
 def logs(store: StateStore, run_id: str, task_slug: str | None = None,
-         level: int | None = None) -> list[LogEntry]:
-    """A run's log records (or one task's), oldest first, at ``level`` or above."""
+         level: int | None = None, map_index: int | None = None) -> list[LogEntry]:
+    """A run's log records (or one task's, or one mapped child's), oldest first, at
+    ``level`` or above."""
     entries = store.get_logs(run_id, task_slug)
     if task_slug is not None and not entries:
         require_task(store, run_id, task_slug)
+    if task_slug is not None and map_index is not None:
+        entries = [e for e in entries if e.map_index == map_index]
+        if not entries:
+            require_child(store, run_id, task_slug, map_index)
     if level is not None:
         entries = [e for e in entries if e.level >= level]
     return entries
+
+
+def require_child(store: StateStore, run_id: str, slug: str, map_index: int) -> TaskRunInfo:
+    """Mapped child ``map_index`` of task ``slug``; ``UnknownRunError`` saying which exist."""
+    tasks = require_task(store, run_id, slug)
+    for t in tasks:
+        if t.map_index == map_index:
+            return t
+    children = [t for t in tasks if t.map_index is not None]
+    raise UnknownRunError(
+        f"task {slug!r} of run {run_id} has no mapped child {map_index}"
+        + (f" (it has 0 to {len(children) - 1})" if children else " (it is not mapped)"))
 
 
 def require_task(store: StateStore, run_id: str, slug: str) -> list[TaskRunInfo]:
@@ -192,6 +259,31 @@ def require_task(store: StateStore, run_id: str, slug: str) -> list[TaskRunInfo]
     return mine
 
 
+def follow(store: StateStore, run_id: str, *, poll: float = 0.25,
+           recheck: float = 5.0, sleep: Callable[[float], None] = time.sleep,
+           ) -> Iterator[FlowRunInfo]:
+    """Yield the run now, then again each time the store changed, until it has ended.
+
+    The last value yielded is the run in its final state; a run that has
+    already ended is yielded once. Between changes only the store's
+    ``data_version`` is read every ``poll`` seconds (cheap when idle); every
+    ``recheck`` seconds the run is read anyway, so a run whose process died
+    without a word is seen to have crashed.
+    """
+    version = store.data_version()
+    info = store.get_flow_run(run_id)
+    yield info
+    checked = time.monotonic()
+    while states.is_under_way(info.state):
+        sleep(poll)
+        now = store.data_version()
+        if now is not None and now == version and time.monotonic() - checked < recheck:
+            continue
+        version, checked = now, time.monotonic()
+        info = store.get_flow_run(run_id)
+        yield info
+
+
 # -- results ---------------------------------------------------------------------------
 
 
@@ -203,7 +295,8 @@ def why_no_result(store: StateStore, run_id: str, slug: str, map_index: int | No
     wanted = [t for t in tasks if t.map_index == map_index]
     if map_index is None and children:
         return (f"task {slug!r} is mapped: give --map-index N for one of its "
-                f"{len(children)} children (0 to {len(children) - 1})")
+                f"{len(children)} children (0 to {len(children) - 1}), or name it "
+                f"{slug}[N]")
     if not wanted:
         return f"task {slug!r} of run {run_id} has no mapped child {map_index}" + (
             f" (it has 0 to {len(children) - 1})" if children else " (it is not mapped)")

@@ -511,6 +511,15 @@ class SQLiteStore(StateStore):
     def list_flows(self) -> list[FlowInfo]:
         return self._read(rows.flows)
 
+    def data_version(self) -> int | None:
+        """SQLite's ``PRAGMA data_version``: it changes when another connection commits."""
+        with self._lock:
+            conn = self._conn
+            if conn is None or self._closed:
+                return None
+            return self._guarded("read", None,
+                                 lambda: conn.execute("PRAGMA data_version").fetchone()[0])
+
     def close(self) -> None:
         """Close the connection; the store is unusable afterwards."""
         with self._lock:
