@@ -72,6 +72,7 @@ def shoot(page, name: str) -> None:
         page.screenshot(path=str(Path(SCREENSHOTS) / name), full_page=True)
 
 
+@pytest.mark.slow  # a browser and processes: CI runs it with -m slow
 def test_run_page_follows_a_live_run_to_success_without_a_reload(workdir, server):
     tmp_path, home, db = workdir
     gate = tmp_path / "gate"
@@ -95,3 +96,168 @@ def test_run_page_follows_a_live_run_to_success_without_a_reload(workdir, server
         assert run.proc.wait(20) == 0
     finally:
         run.stop()
+
+
+# -- the orchestration story: register, server, agent, Run ------------------------------------
+
+HELLO_FLOW = """
+from cairnflow import Flow, Parameter, task, get_run_logger
+
+@task
+def say_hello(person):
+    get_run_logger().info("Hello, {}!".format(person))
+
+with Flow("Say hi!") as flow:
+    name = Parameter("name")
+    say_hello(name)
+"""
+
+FLAKY_FLOW = """
+from cairnflow import Flow, task
+
+COUNTS = {counts!r}
+
+def count(name):
+    with open(COUNTS, "a") as f:
+        f.write(name + "\\n")
+
+@task
+def extract():
+    count("extract")
+    return [1, 2, 3]
+
+@task
+def load(rows):
+    count("load")
+    raise ValueError("the loader is broken")
+
+with Flow("flaky") as flow:
+    load(extract())
+"""
+
+LONG_FLOW = """
+import time
+from cairnflow import Flow, task
+
+@task
+def forever():
+    for _ in range(6000):
+        time.sleep(0.05)
+
+with Flow("long") as flow:
+    forever()
+"""
+
+
+@pytest.fixture(scope="module")
+def orchestra(tmp_path_factory):
+    """A real server and a real local agent over one store, for the module's tests."""
+    pytest.importorskip("cairnflow.statestore.actions",
+                        reason="orchestration (register, agents) is not in this tree yet")
+    tmp_path = tmp_path_factory.mktemp("orchestra")
+    home = tmp_path / "home"
+    home.mkdir()
+    db = f"sqlite:///{tmp_path / 'cairnflow.db'}"
+    server, base = start_server(db, home, tmp_path)
+    env = child_env(home)
+    env["CAIRNFLOW_UI_URL"] = base
+    agent = Process(["agent", "local", "start", "--db", db], env, tmp_path / "agent.log",
+                    tmp_path)
+    try:
+        wait_until(lambda: api(base, "/api/agents"), 30, "the agent to announce itself")
+        yield {"base": base, "db": db, "env": env, "dir": tmp_path, "agent": agent}
+    finally:
+        agent.stop()
+        server.stop()
+
+
+def register(o: dict, name: str, source: str) -> str:
+    """Write a flow file and ``cairnflow register`` it; return the Flow URL it printed."""
+    import subprocess
+    import sys
+
+    path = o["dir"] / name
+    path.write_text(textwrap.dedent(source))
+    done = subprocess.run([sys.executable, "-m", "cairnflow.cli", "register", str(path),
+                           "--db", o["db"]], env=o["env"], cwd=o["dir"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    line = next(x for x in done.stdout.splitlines() if x.startswith("Flow URL: "))
+    return line.removeprefix("Flow URL: ").strip()
+
+
+def post(base: str, path: str, body: dict) -> dict:
+    req = urllib.request.Request(base + path, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def test_the_seeds_story_register_open_the_url_run_with_marvin(orchestra):
+    base = orchestra["base"]
+    url = register(orchestra, "hello.py", HELLO_FLOW)
+    assert url.startswith(f"{base}/flow/")
+    with browser_page() as page:
+        page.goto(url)
+        assert page.locator("h1").inner_text().startswith("Say hi!")
+        assert page.locator('label:has-text("name") .req').count() == 1  # required, marked
+        page.evaluate("window.__same_page = true")
+        page.fill('input[name="name"]', "Marvin")
+        page.click("#run-button")
+        row = page.locator("#live tr[data-run-id]").first
+        row.wait_for()
+        row.locator('.badge[data-state="Success"]').wait_for(timeout=30_000)
+        assert page.evaluate("window.__same_page === true")  # no reload
+        shoot(page, "flow.png")
+        run_id = row.get_attribute("data-run-id")
+        row.locator("a").first.click()
+        page.wait_for_url(f"**/flow-run/{run_id}")
+        page.wait_for_selector('#live[data-state="Success"]')
+        assert "Hello, Marvin!" in page.locator("#logs-list").inner_text()
+        shoot(page, "run.png")
+    assert api(base, f"/api/runs/{run_id}")["parameters"] == {"name": "Marvin"}
+
+
+@pytest.mark.slow  # a browser and processes: CI runs it with -m slow
+def test_resume_from_the_ui_after_fixing_the_file_does_not_rerun_finished_tasks(orchestra):
+    base = orchestra["base"]
+    counts = orchestra["dir"] / "counts.txt"
+    source = FLAKY_FLOW.format(counts=str(counts))
+    url = register(orchestra, "flaky.py", source)
+    flow_id = url.rsplit("/", 1)[1]
+    run_id = post(base, f"/api/flows/{flow_id}/runs", {"parameters": {}})["id"]
+    wait_until(lambda: api(base, f"/api/runs/{run_id}")["state"] == "Failed", 60,
+               "the run to fail")
+    (orchestra["dir"] / "flaky.py").write_text(textwrap.dedent(
+        source.replace('    raise ValueError("the loader is broken")\n', "    return len(rows)\n")))
+    with browser_page() as page:
+        page.goto(f"{base}/flow-run/{run_id}")
+        page.wait_for_selector('#live[data-state="Failed"]')
+        page.click('button:has-text("Resume")')
+        page.wait_for_selector('#live[data-state="Success"]', timeout=60_000)
+    assert counts.read_text().split() == ["extract", "load", "load"]  # extract ran once
+    detail = api(base, f"/api/runs/{run_id}")
+    assert detail["attempt"] == 2
+    assert {t["slug"]: t["state"] for t in detail["tasks"]} == {
+        "extract-1": "Success", "load-1": "Success"}
+
+
+@pytest.mark.slow  # a browser and processes: CI runs it with -m slow
+def test_cancel_a_long_run_from_the_ui(orchestra):
+    base = orchestra["base"]
+    flow_id = register(orchestra, "long.py", LONG_FLOW).rsplit("/", 1)[1]
+    run_id = post(base, f"/api/flows/{flow_id}/runs", {"parameters": {}})["id"]
+    wait_until(lambda: any(t["state"] == "Running"
+                           for t in api(base, f"/api/runs/{run_id}")["tasks"]), 60,
+               "the task to be running")
+    with browser_page() as page:
+        page.goto(f"{base}/flow-run/{run_id}")
+        page.wait_for_selector('#live[data-state="Running"]')
+        page.on("dialog", lambda d: d.accept())
+        page.click('button:has-text("Cancel")')
+        page.wait_for_selector('#live[data-state="Cancelled"]', timeout=10_000)
+        page.goto(base + "/")
+        shoot(page, "dashboard.png")  # after the story, a failure, a resume and a cancel
+    detail = api(base, f"/api/runs/{run_id}")
+    assert detail["state"] == "Cancelled"
+    assert [t for t in detail["tasks"] if t["state"] == "Running"] == []

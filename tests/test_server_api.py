@@ -272,3 +272,29 @@ def test_looking_at_the_server_creates_no_database(tmp_path):
         assert c.get("/").status_code == 200
         assert c.get("/api/runs").json() == []
     assert not path.exists()
+
+
+def test_runs_pages_follow_one_another_without_gaps(client, db):
+    flow = hello_flow()
+    ids = [flow.run(parameters={"name": str(i)}, store=db).context["flow_run_id"]
+           for i in range(5)]
+    newest_first = ids[::-1]
+    page1 = client.get("/api/runs?limit=2").json()
+    page2 = client.get(f"/api/runs?limit=2&before={page1[-1]['id']}").json()
+    page3 = client.get(f"/api/runs?limit=2&before={page2[-1]['id']}").json()
+    assert [r["id"] for r in page1 + page2 + page3] == newest_first
+    assert client.get("/api/runs?since=2999-01-01T00:00:00Z").json() == []
+    assert client.get("/api/runs?since=yesterday").status_code == 422
+    html = client.get("/runs").text
+    assert 'id="older"' not in html  # 5 runs fit on one page
+
+
+def test_runs_page_links_to_older_runs(client, db, monkeypatch):
+    monkeypatch.setattr(pages, "RUNS_PAGE", 2)
+    flow = hello_flow()
+    ids = [flow.run(store=db).context["flow_run_id"] for _ in range(3)]
+    html = client.get("/runs").text
+    assert ids[2] in html and ids[1] in html and ids[0] not in html
+    assert f"before={ids[1]}" in html
+    older = client.get(f"/runs?before={ids[1]}").text
+    assert ids[0] in older and ids[2] not in older

@@ -256,6 +256,15 @@ def three_runs(store):
     finish(store, "aab-2", "Success")
 
 
+def test_list_runs_since_and_keyset_pages(store):
+    three_runs(store)
+    assert [r.id for r in store.list_runs(since=T0.add(minutes=1))] == ["bbb-3", "aab-2"]
+    assert [r.id for r in store.list_runs(limit=2)] == ["bbb-3", "aab-2"]
+    assert [r.id for r in store.list_runs(limit=2, before="aab-2")] == ["aaa-1"]
+    assert [r.id for r in store.list_runs(before="bbb-3", flow_name="etl")] == ["aaa-1"]
+    assert store.list_runs(before="aaa-1") == []
+
+
 def test_list_runs_newest_first_with_filters_and_limit(store):
     three_runs(store)
     assert [r.id for r in store.list_runs()] == ["bbb-3", "aab-2", "aaa-1"]

@@ -26,9 +26,8 @@ from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from cairnflow.exceptions import (
-    AmbiguousRunError, CairnflowError, ResultNotFoundError, UnknownRunError,
-)
+from cairnflow import exceptions
+from cairnflow.exceptions import AmbiguousRunError, CairnflowError, RunStillAliveError, StoreLockedError
 from cairnflow.server import api, pages
 from cairnflow.server.security import LOOPBACK_HOSTS, HostAndOriginGuard
 from cairnflow.server.stores import Stores
@@ -52,7 +51,7 @@ def create_app(url: str | None = None, *, hosts: Iterable[str] = LOOPBACK_HOSTS)
         middleware=[Middleware(HostAndOriginGuard, hosts=list(hosts))],
         exception_handlers={
             api.ApiError: _api_error, CairnflowError: _cairnflow_error,
-            HTTPException: _http_error,
+            HTTPException: _http_error, NotImplementedError: _not_implemented,
         },
         lifespan=_closing(stores),
     )
@@ -81,17 +80,28 @@ async def _api_error(request: Request, exc: Exception) -> Response:
 
 
 async def _cairnflow_error(request: Request, exc: Exception) -> Response:
+    """cairnflow's errors as HTTP: unknown -> 404, refused now -> 409, bad input -> 422."""
     if isinstance(exc, AmbiguousRunError):
         status = 422
-    elif isinstance(exc, (UnknownRunError, ResultNotFoundError, LookupError)):
+    elif isinstance(exc, LookupError):  # unknown run, flow, task or result
         status = 404
+    elif isinstance(exc, RunStillAliveError):
+        status = 409
+    elif isinstance(exc, ValueError):  # invalid parameters, a result too large ...
+        status = 422
+    elif isinstance(exc, StoreLockedError):
+        status = 503
     else:
-        status = getattr(exc, "http_status", 500 if not _is_user_error(exc) else 422)
-    return _respond(request, status, str(exc) or type(exc).__name__)
+        status = 500
+    detail = str(exc) or type(exc).__name__
+    invalid = getattr(exceptions, "InvalidParametersError", None)
+    if request.url.path.startswith("/api/") and invalid and isinstance(exc, invalid):
+        return api.JsonResponse({"detail": detail, "parameters": exc.names}, status_code=422)
+    return _respond(request, status, detail)
 
 
-def _is_user_error(exc: Exception) -> bool:
-    return isinstance(exc, ValueError)
+async def _not_implemented(request: Request, exc: Exception) -> Response:
+    return _respond(request, 501, str(exc))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

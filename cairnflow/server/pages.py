@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from urllib.parse import urlencode
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -18,6 +19,7 @@ from starlette.routing import Route
 
 from cairnflow import states
 from cairnflow.exceptions import ResultNotFoundError
+from cairnflow.server import orchestration as orch
 from cairnflow.server import views
 from cairnflow.server.api import ApiError, query_int, query_level, query_state, stores
 from cairnflow.statestore import queries as q
@@ -40,6 +42,10 @@ HISTORY_ROWS = 500
 """The run page lists at most this many transitions (the JSON API has them all)."""
 
 LOG_ROWS = 2000
+
+WIDE_RUN = 2000
+"""A run with more task runs than this has its timeline drawn from its task runs
+(latest attempt) and its history left to the JSON API."""
 
 templates = Environment(loader=FileSystemLoader(TEMPLATE_DIR),
                         autoescape=select_autoescape(default=True, default_for_string=True))
@@ -98,35 +104,120 @@ def error_page(request: Request, status: int, detail: str) -> Response:
 def dashboard(request: Request) -> Response:
     """Counts by state over 24 h, running runs, recent failures, upcoming runs, agents."""
     store = stores(request).reader()
-    since = datetime.now(timezone.utc) - timedelta(hours=24)
-    recent = [r for r in q.list_runs(store, limit=5000) if r.created_at >= since]
+    now = datetime.now(timezone.utc)
+    since = now - timedelta(hours=24)
+    recent = q.list_runs(store, limit=DASHBOARD_RUNS, since=since)
     counts: dict[str, int] = {}
     for r in recent:
         counts[r.state] = counts.get(r.state, 0) + 1
     running = [r for r in recent if r.state == "Running"]
-    failures = [r for r in recent if views.state_kind(r.state) in ("failed", "crashed")][:10]
+    failures = [r for r in recent if states.is_failed(r.state)][:10]
+    agents = [_agent_view(a) for a in orch.agents(store)]
+    upcoming = _upcoming(store, now)
     return render(request, "dashboard.html", counts=sorted(counts.items()), running=running,
-                  failures=failures, total=len(recent))
+                  failures=failures, total=len(recent), agents=agents, upcoming=upcoming,
+                  warnings=_unserved(store, upcoming))
+
+
+DASHBOARD_RUNS = 5000
+"""The dashboard counts at most this many of the last 24 hours' runs."""
+
+LATE_AFTER = timedelta(seconds=15)
+"""A Scheduled run this long past its start time is shown as late."""
+
+
+def _upcoming(store: Any, now: datetime) -> list[dict[str, Any]]:
+    """Scheduled runs, soonest first, each marked late when it is overdue."""
+    queued = q.list_runs(store, state="Scheduled", limit=200)
+    queued.sort(key=lambda r: _due(r))
+    return [{"id": r.id, "flow_name": r.flow_name, "labels": list(getattr(r, "labels", ())),
+             "run": r, "scheduled_start": _due(r), "late": _due(r) < now - LATE_AFTER}
+            for r in queued[:20]]
+
+
+def _due(run: Any) -> datetime:
+    return getattr(run, "scheduled_start", None) or run.created_at
+
+
+def _unserved(store: Any, upcoming: list[dict[str, Any]]) -> list[str]:
+    """A warning per label set of scheduled runs that no live agent can run."""
+    warned: dict[tuple[str, ...], str] = {}
+    for u in upcoming:
+        key = tuple(u["labels"])
+        if key in warned or orch.agents_for(store, u["run"]):
+            continue
+        want = " ".join(f"--label {label}" for label in key)
+        warned[key] = (f"Run {u['id'][:8]} of {u['flow_name']!r} "
+                       + (f"needs an agent with labels {', '.join(key)}" if key
+                          else "needs an agent")
+                       + f", and no live agent has them: start one with "
+                       f"`cairnflow agent local start {want}`.".replace("  ", " "))
+    return list(warned.values())
+
+
+def _agent_view(agent: Any) -> dict[str, Any]:
+    view = q.agent_json(agent)
+    view["last_seen"] = agent.last_seen
+    return view
 
 
 def runs_page(request: Request) -> Response:
-    """Runs newest first, filtered by flow, state and age."""
+    """Runs newest first, filtered by flow, state and age, a page at a time (keyset)."""
     store = stores(request).reader()
     flow = request.query_params.get("flow") or None
     state = query_state(request)
     hours = query_int(request, "hours")
-    runs = q.list_runs(store, flow_name=flow, state=state, limit=None if hours else RUNS_PAGE)
-    if hours:
-        since = datetime.now(timezone.utc) - timedelta(hours=hours)
-        runs = [r for r in runs if r.created_at >= since][:RUNS_PAGE]
+    before = request.query_params.get("before") or None
+    since = datetime.now(timezone.utc) - timedelta(hours=hours) if hours else None
+    runs = q.list_runs(store, flow_name=flow, state=state, limit=RUNS_PAGE, since=since,
+                       before=before)
+    next_page = None
+    if len(runs) == RUNS_PAGE:
+        query = {k: v for k, v in request.query_params.items() if k != "before" and v}
+        next_page = "/runs?" + urlencode({**query, "before": runs[-1].id})
     flows = [f.name for f in q.list_flows(store)]
     return render(request, "runs.html", runs=runs, flows=flows, flow=flow, state=state,
-                  hours=hours, states=STATE_NAMES)
+                  hours=hours, states=STATE_NAMES, next_page=next_page,
+                  first_page="/runs?" + urlencode(
+                      {k: v for k, v in request.query_params.items() if k != "before" and v})
+                  if before else None)
 
 
 def flows_page(request: Request) -> Response:
-    """Every flow of the store."""
-    return render(request, "flows.html", flows=q.list_flows(stores(request).reader()))
+    """Registered flows (latest versions), then flows that only have runs."""
+    store = stores(request).reader()
+    by_name = {f.name: f for f in q.list_flows(store)}
+    rows = []
+    for v in orch.registered_flows(store):
+        info = by_name.pop(v.flow_name, None)
+        rows.append({"id": v.id, "name": v.flow_name, "version": v.version,
+                     "labels": v.labels, "schedule": v.schedule_description,
+                     "schedule_active": v.schedule_active, "runs": info.runs if info else 0,
+                     "last_run_id": info.last_run_id if info else None,
+                     "last_state": info.last_state if info else None})
+    rows += [{"id": None, "name": f.name, "version": None, "labels": [], "schedule": None,
+              "schedule_active": False, "runs": f.runs, "last_run_id": f.last_run_id,
+              "last_state": f.last_state} for f in by_name.values()]
+    rows.sort(key=lambda r: r["name"].lower())
+    return render(request, "flows.html", flows=rows)
+
+
+def flow_page(request: Request) -> Response:
+    """A registered flow: versions, labels, schedule, schematic, runs and the Run form."""
+    store = stores(request).reader()
+    if not orch.AVAILABLE:
+        raise ApiError(404, f"no registered flow with id {request.path_params['flow_id']!r}")
+    version = q.registered_flow(store, request.path_params["flow_id"])
+    versions = q.registered_flows(store, flow_name=version.flow_name, include_archived=True)
+    runs = q.list_runs(store, flow_name=version.flow_name, limit=FLOW_RUNS)
+    return render(request, "flow.html", flow=q.flow_version_json(version), version=version,
+                  versions=versions, runs=runs, schematic=views.schematic(version.graph),
+                  form=views.run_form(version.parameters),
+                  live=any(not views.is_finished(r.state) for r in runs))
+
+
+FLOW_RUNS = 20
+"""The flow page lists this many of its newest runs."""
 
 
 def run_page(request: Request) -> Response:
@@ -134,18 +225,51 @@ def run_page(request: Request) -> Response:
     store = stores(request).reader()
     detail = q.run_detail(store, request.path_params["run_id"])
     info, tasks = detail.run, detail.tasks
-    history = store.get_history(info.id)
     now = datetime.now(timezone.utc)
+    wide = len(tasks) > WIDE_RUN
+    if wide:  # the whole history of a very wide run is too much to read every second
+        history: list[Any] = []
+        timelines = views.timeline_from_tasks(tasks, info.attempt, now)
+    else:
+        history = store.get_history(info.id)
+        timelines = views.timelines(history, now)
     log_filter = _log_filter(request)
     logs = _filtered_logs(store, info.id, log_filter)
     task_slugs = list(dict.fromkeys(t.task_slug for t in tasks))
+    groups = views.task_groups(tasks)
+    slugs_shown = len(groups)
     return render(
-        request, "run.html", run=info, groups=views.task_groups(tasks),
-        timelines=views.timelines(history, now), history=history[-HISTORY_ROWS:],
-        history_total=len(history), logs=logs[-LOG_ROWS:], logs_total=len(logs),
+        request, "run.html", run=info, groups=groups,
+        groups_hidden=len(task_slugs) - slugs_shown,
+        timelines=timelines, history=history[-HISTORY_ROWS:],
+        history_total=len(history), wide=wide, logs=logs[-LOG_ROWS:], logs_total=len(logs),
         log_filter=log_filter, task_slugs=task_slugs, live=not views.is_finished(info.state),
         task_count=len(tasks), can_cancel=not views.is_finished(info.state),
-        can_resume=_resumable(info), flow_id=None, schematic=None)
+        can_resume=_resumable(info), flow_id=getattr(info, "flow_version_id", None),
+        schematic=_run_schematic(store, info, tasks))
+
+
+def _run_schematic(store: Any, info: Any, tasks: list[Any]) -> Any:
+    """The graph of the version the run was made from (or one with its hash), by state."""
+    graph = None
+    if not orch.AVAILABLE:
+        return None
+    if info.flow_version_id:
+        graph = store.get_flow_version(info.flow_version_id).graph
+    else:
+        for v in orch.registered_flows(store, flow_name=info.flow_name, include_archived=True):
+            if v.flow_hash == info.flow_hash:
+                graph = v.graph
+                break
+    if graph is None:
+        return None
+    by_slug: dict[str, list[str]] = {}
+    for t in tasks:
+        by_slug.setdefault(t.task_slug, []).append(t.state)
+    shown = {}
+    for slug, found in by_slug.items():
+        shown[slug] = found[0] if len(found) == 1 else views.worst(found[1:]) or found[0]
+    return views.schematic(graph, shown)
 
 
 def _resumable(info: Any) -> bool:
@@ -203,13 +327,15 @@ def run_result(request: Request) -> Response:
 
 
 def agents_page(request: Request) -> Response:
-    """The agents that have polled the store, with when each was last seen."""
-    return render(request, "agents.html", agents=[])
+    """The agents the store knows, with when each was last seen."""
+    agents = [_agent_view(a) for a in orch.agents(stores(request).reader())]
+    return render(request, "agents.html", agents=agents)
 
 
 routes = [
     Route("/", dashboard),
     Route("/flows", flows_page),
+    Route("/flow/{flow_id}", flow_page),
     Route("/runs", runs_page),
     Route("/flow-run/{run_id}", run_page),
     Route("/flow-run/{run_id}/logs.txt", run_logs_text),

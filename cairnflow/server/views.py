@@ -22,6 +22,9 @@ __all__ = [
     "Schematic", "schematic", "CHILD_ROWS",
 ]
 
+TASK_GROUPS = 300
+"""At most this many task runs (with their children) are listed (unsuccessful first)."""
+
 CHILD_ROWS = 50
 """At most this many mapped children are listed under their task (unsuccessful first)."""
 
@@ -46,6 +49,8 @@ def state_kind(state: str | None) -> str:
     """The CSS kind of a state name: ``success``, ``failed``, ``crashed``, ``running`` ..."""
     if state == "Crashed":
         return "crashed"
+    if state == "Submitted":  # claimed by an agent, not started yet
+        return "pending"
     try:
         cls = state_from_name(state or "")
     except KeyError:
@@ -104,7 +109,22 @@ def task_groups(tasks: Sequence[TaskRunInfo], all_children: bool = False) -> lis
                 seen = {id(c) for c in shown}
                 shown += [c for c in children if id(c) not in seen][:CHILD_ROWS - len(shown)]
             group.shown = shown
-    return groups
+    if all_children or len(groups) <= TASK_GROUPS:
+        return groups
+    # A very wide run: the unsuccessful first, then the rest, in recorded order.
+    keep = {id(g) for g in groups if not _ok(g)}
+    keep = set(list(keep)[:TASK_GROUPS])
+    for g in groups:
+        if len(keep) >= TASK_GROUPS:
+            break
+        keep.add(id(g))
+    return [g for g in groups if id(g) in keep]
+
+
+def _ok(group: TaskGroup) -> bool:
+    states_ = [group.parent.state] if group.parent else []
+    states_ += list(group.counts)
+    return all(states.is_successful(s) for s in states_)
 
 
 # -- the timeline --------------------------------------------------------------------
@@ -174,6 +194,31 @@ def timelines(history: Sequence[Transition], now: datetime) -> list[Timeline]:
         rows.append(Bar(f"{slug}[…] ({len(bars)} children)", worst(b.state for b in bars) or "",
                         min(b.start for b in bars), max(ends), count=len(bars)))
     return [_layout(attempt, bars, now) for attempt, bars in sorted(by_attempt.items())]
+
+
+def timeline_from_tasks(tasks: Sequence[TaskRunInfo], attempt: int,
+                        now: datetime) -> list[Timeline]:
+    """The latest attempt's chart from the task runs alone (for runs too wide to read
+    their whole history on every refresh): each task run's latest start to its end."""
+    bars: list[Bar] = []
+    grouped: dict[str, list[Bar]] = {}
+    for t in tasks:
+        if t.started_at is None:
+            continue
+        bar = Bar(q.task_label(t.task_slug, t.map_index), t.state, t.started_at, t.ended_at)
+        if t.map_index is None:
+            bars.append(bar)
+        else:
+            grouped.setdefault(t.task_slug, []).append(bar)
+    for slug, children in grouped.items():
+        if len(children) <= 20:
+            bars.extend(children)
+        else:
+            bars.append(Bar(f"{slug}[…] ({len(children)} children)",
+                            worst(b.state for b in children) or "",
+                            min(b.start for b in children),
+                            max((b.end or now) for b in children), count=len(children)))
+    return [_layout(attempt, bars, now)] if bars else []
 
 
 def _layout(attempt: int, bars: list[Bar], now: datetime) -> Timeline:
@@ -272,3 +317,44 @@ def _depths(slugs: list[str], edges: list[tuple[str, str]]) -> dict[str, int]:
     for s in slugs:
         visit(s, frozenset())
     return depth
+
+
+# -- the Run form ------------------------------------------------------------------------
+
+
+@dataclass
+class Field:
+    """One input of the Run form, typed from the parameter's default."""
+
+    name: str
+    required: bool
+    kind: str  # string, integer, number, boolean, json, auto (as the CLI's --param)
+    value: str
+    checked: bool = False
+    hint: str = ""
+
+
+def run_form(parameters: Sequence[dict[str, Any]]) -> list[Field]:
+    """Inputs for a registered flow's parameters: prefilled with defaults, typed by them."""
+    import json
+
+    fields = []
+    for p in parameters:
+        name, default, required = p["name"], p.get("default"), bool(p.get("required"))
+        if p.get("default_repr"):
+            fields.append(Field(name, False, "auto", "", hint=f"default {default} "
+                                "(set by the flow; type a value to override it)"))
+        elif isinstance(default, bool):
+            fields.append(Field(name, required, "boolean", "", checked=default))
+        elif isinstance(default, int):
+            fields.append(Field(name, required, "integer", str(default)))
+        elif isinstance(default, float):
+            fields.append(Field(name, required, "number", repr(default)))
+        elif isinstance(default, str):
+            fields.append(Field(name, required, "string", default))
+        elif isinstance(default, (list, dict)):
+            fields.append(Field(name, required, "json", json.dumps(default), hint="JSON"))
+        else:
+            fields.append(Field(name, required, "auto", "", hint="JSON, or text"
+                                if required else "JSON, or text; empty: the default (null)"))
+    return fields

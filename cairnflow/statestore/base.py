@@ -439,8 +439,14 @@ class StateStore(ABC):
 
     @abstractmethod
     def list_runs(self, flow_name: str | None = None, state: str | None = None,
-                  limit: int | None = None) -> list[FlowRunInfo]:
-        """Runs, newest first, optionally of one flow or in one (reported) state."""
+                  limit: int | None = None, *, since: datetime | None = None,
+                  before: str | None = None) -> list[FlowRunInfo]:
+        """Runs, newest first, optionally of one flow or in one (reported) state.
+
+        ``since``: only runs created at or after it. ``before``: only the runs
+        that come after the run with this id in that order (keyset pagination);
+        an unknown id gives no runs.
+        """
 
     def latest_run_id(self) -> str | None:
         """The id of the run created most recently (what ``last`` names), by the order

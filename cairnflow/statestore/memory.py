@@ -182,11 +182,16 @@ class MemoryStore(OrchestrationMemory, StateStore):
             return self._info(self._run(run_id))
 
     def list_runs(self, flow_name: str | None = None, state: str | None = None,
-                  limit: int | None = None) -> list[FlowRunInfo]:
+                  limit: int | None = None, *, since: datetime | None = None,
+                  before: str | None = None) -> list[FlowRunInfo]:
         with self._lock:
             runs = sorted(self._runs.values(), key=lambda r: r.created_at, reverse=True)
+            if before is not None:
+                ids = [r.record.id for r in runs]
+                runs = runs[ids.index(before) + 1:] if before in ids else []
             infos = [self._info(r) for r in runs
-                     if flow_name is None or r.record.flow_name == flow_name]
+                     if (flow_name is None or r.record.flow_name == flow_name)
+                     and (since is None or r.created_at >= since)]
         if state is not None:
             infos = [i for i in infos if i.state == state]
         return infos[:limit] if limit is not None else infos

@@ -351,8 +351,10 @@ class PostgresStore(StateStore):
         return self._read(lambda cur: rows.flow_run_info(cur, run_id))
 
     def list_runs(self, flow_name: str | None = None, state: str | None = None,
-                  limit: int | None = None) -> list[FlowRunInfo]:
-        return self._read(lambda cur: rows.list_runs(cur, flow_name, state, limit))
+                  limit: int | None = None, *, since: datetime | None = None,
+                  before: str | None = None) -> list[FlowRunInfo]:
+        return self._read(lambda cur: rows.list_runs(cur, flow_name, state, limit, since,
+                                                     before))
 
     def find_run_ids(self, prefix: str, limit: int = 2) -> list[str]:
         def read(cur: Cursor | None) -> list[str]:

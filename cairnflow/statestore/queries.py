@@ -87,15 +87,20 @@ def parse_state(text: str) -> str:
 
 def list_runs(store: StateStore, flow_name: str | None = None, state: str | None = None,
               limit: int | None = None, since: datetime | None = None,
-              until: datetime | None = None) -> list[FlowRunInfo]:
+              until: datetime | None = None, *, before: str | None = None
+              ) -> list[FlowRunInfo]:
     """Runs newest first, optionally of one flow, in one state (any capitalisation),
-    and first started at or after ``since`` and before ``until``."""
+    and first started at or after ``since`` and before ``until``.
+
+    ``before`` (a run id) gives the page of runs after that one (keyset
+    pagination, as fast on page 1,000 as on page 1).
+    """
     wanted = None if state is None else parse_state(state)
-    if since is None and until is None:
-        return store.list_runs(flow_name=flow_name, state=wanted, limit=limit)
-    runs = [r for r in store.list_runs(flow_name=flow_name, state=wanted)
-            if (since is None or r.created_at >= since)
-            and (until is None or r.created_at < until)]
+    if until is None:
+        return store.list_runs(flow_name=flow_name, state=wanted, limit=limit, since=since,
+                               before=before)
+    runs = [r for r in store.list_runs(flow_name=flow_name, state=wanted, since=since,
+                                       before=before) if r.created_at < until]
     return runs if limit is None else runs[:limit]
 
 

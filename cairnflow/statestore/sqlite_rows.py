@@ -169,11 +169,26 @@ def flow_run_info(cur: sqlite3.Cursor | None, run_id: str) -> FlowRunInfo:
 
 
 def list_runs(cur: sqlite3.Cursor | None, flow_name: str | None, state: str | None,
-              limit: int | None) -> list[FlowRunInfo]:
-    """Runs newest first; a Running/Crashed filter is applied to the reported state."""
+              limit: int | None, since: datetime | None = None,
+              before: str | None = None) -> list[FlowRunInfo]:
+    """Runs newest first; a Running/Crashed filter is applied to the reported state.
+
+    ``since``: only runs created at or after it. ``before``: only runs listed
+    after the run with this id (keyset pagination: the page after one that
+    ended with that run), by the ``created_at`` index, however deep the page.
+    """
     if cur is None or limit == 0:
         return []
-    where, params = [], []
+    where: list[str] = []
+    params: list[Any] = []
+    if since is not None:
+        where.append("r.created_at >= ?")
+        params.append(ts(since))
+    if before is not None:
+        where.append("(r.created_at < (SELECT created_at FROM flow_run WHERE id = ?) OR "
+                     "(r.created_at = (SELECT created_at FROM flow_run WHERE id = ?) AND "
+                     "r.pk < (SELECT pk FROM flow_run WHERE id = ?)))")
+        params += [before, before, before]
     if flow_name is not None:
         where.append("r.flow_id = (SELECT id FROM flow WHERE name = ?)")
         params.append(flow_name)

@@ -56,12 +56,16 @@
     });
   });
 
-  // The Run form: each input has data-type (string, integer, number, boolean, json).
+  // The Run form: each input has data-type (string, integer, number, boolean, json, auto).
   function value(input) {
     var type = input.dataset.type || "string";
     if (type === "boolean") return input.checked;
     var text = input.value;
     if (type === "string") return text;
+    if (type === "auto") {  // as the CLI's --param: JSON when it parses, else the text
+      if (text === "") return undefined;
+      try { return JSON.parse(text); } catch (e) { return text; }
+    }
     if (text.trim() === "") return undefined;
     if (type === "integer" || type === "number") {
       var n = Number(text);
