@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from cairnflow.client import Client
 from cairnflow.registration import host_name
 from cairnflow.statestore import actions, open_store
 
@@ -176,8 +177,14 @@ def test_the_seed_story_an_agent_runs_a_run_asked_for_and_logs_the_seed_lines(
     monkeypatch.setenv("SIDE_EFFECTS", env["SIDE_EFFECTS"])
     flow_id = register(tmp_path, db, COUNTING_FLOW, "count")
     agents.start()
-    [run_id] = create_runs(db, flow_id, 1)
+    client = Client(db)  # Prefect 1's way for a script to ask for a run
+    run_id = client.create_flow_run(flow_id=flow_id, parameters={"n": 7})
     wait_for(lambda: all_finished(db, [run_id]), what="the run to end")
+    info = client.get_flow_run_info(run_id)
+    assert info.state.is_successful() and info.flow_id == flow_id
+    assert info.parameters == {"n": 7}
+    assert {t.task_slug: t.state.is_successful() for t in info.task_runs} == {
+        "n": True, "touch-1": True}
     store = open_store(db)
     assert [t.state for t in store.get_history(run_id) if t.task_slug is None] == [
         "Scheduled", "Submitted", "Running", "Success"]
