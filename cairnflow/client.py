@@ -2,7 +2,9 @@
 
 The client reads the checkpoint store through the same query API as the
 ``cairnflow`` CLI and the web server (``cairnflow.statestore.queries``), so all
-three agree on every run, state and result. It never writes.
+three agree on every run, state and result. Its one write is Prefect 1's
+``create_flow_run``: a run of a registered flow, asked for through the same action
+as the web UI's Run button (an agent starts it).
 
 Example (what did last night's run return?):
 
@@ -20,10 +22,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from cairnflow.states import State, state_from_name
 from cairnflow.statestore import queries
 from cairnflow.statestore.base import FlowInfo, LogEntry, StateStore, TaskRunInfo, Transition
 
-__all__ = ["Client", "Run"]
+__all__ = ["Client", "Run", "FlowRunInfoResult", "TaskRunInfoResult"]
 
 
 class Client:
@@ -50,13 +53,13 @@ class Client:
         self.db = db
 
     @contextmanager
-    def _store(self) -> Iterator[StateStore]:
+    def _store(self, write: bool = False) -> Iterator[StateStore]:
         if isinstance(self.db, StateStore):
             yield self.db
             return
         from cairnflow.statestore import open_store
 
-        store = open_store(self.db, readonly=True)
+        store = open_store(self.db, readonly=not write)
         try:
             yield store
         finally:
@@ -90,8 +93,89 @@ class Client:
         with self._store() as store:
             return queries.list_flows(store)
 
-    # Prefect 1's Client methods that local flows use (create_flow_run,
-    # get_flow_run_info) come with orchestration, through statestore.actions.
+    # -- Prefect 1's Client methods that local flows use -----------------------------
+
+    def create_flow_run(self, flow_id: str | None = None, parameters: dict[str, Any] | None = None,
+                        labels: list[str] | None = None,
+                        scheduled_start_time: datetime | None = None,
+                        version_group_id: str | None = None) -> str:
+        """Ask for a run of a registered flow, as Prefect 1's ``Client.create_flow_run``.
+
+        Args:
+            flow_id: the id ``flow.register()`` returned (one version of the flow).
+            parameters: the run's parameter values; the registered defaults fill
+                the rest.
+            labels: the labels an agent needs to run it (default: the flow's).
+            scheduled_start_time: when it is due (default: now).
+            version_group_id: instead of ``flow_id``, a flow's name: its latest
+                version runs.
+
+        The run is ``Scheduled``; an agent whose labels match starts it. Returns
+        the run's id. Raises ``UnknownFlowError`` for an unknown flow and
+        ``InvalidParametersError`` naming an unknown or missing parameter; no run
+        is created then.
+
+        Example:
+            >>> run_id = Client().create_flow_run(flow_id, parameters={"name": "Marvin"})  # doctest: +SKIP
+        """
+        from cairnflow.statestore import actions
+
+        if (flow_id is None) == (version_group_id is None):
+            raise ValueError("create_flow_run needs exactly one of flow_id and "
+                             "version_group_id (a registered flow's name)")
+        with self._store(write=True) as store:
+            return actions.create_flow_run(store, flow_id or version_group_id or "",
+                                           parameters, labels=labels,
+                                           scheduled_start=scheduled_start_time)
+
+    def get_flow_run_info(self, flow_run_id: str) -> FlowRunInfoResult:
+        """A run's state and task runs, as Prefect 1's ``Client.get_flow_run_info``.
+
+        ``state`` and each task run's ``state`` are ``cairnflow.states`` objects
+        (``info.state.is_successful()``), judged by the same rules as ``run()``
+        (a run whose process died is ``Crashed``). Raises ``UnknownRunError``.
+        """
+        with self._store() as store:
+            detail = queries.run_detail(store, flow_run_id)
+        info = detail.run
+        return FlowRunInfoResult(
+            id=info.id, flow_id=info.flow_version_id, flow_name=info.flow_name,
+            parameters=info.parameters, labels=list(info.labels),
+            scheduled_start_time=info.scheduled_start, state=_state(info.state, info.message),
+            task_runs=[TaskRunInfoResult(task_slug=t.task_slug, map_index=t.map_index,
+                                         state=_state(t.state, t.message))
+                       for t in detail.tasks])
+
+
+@dataclass(frozen=True)
+class TaskRunInfoResult:
+    """One task run in ``Client.get_flow_run_info`` (a mapped child has its ``map_index``)."""
+
+    task_slug: str
+    map_index: int | None
+    state: State
+
+
+@dataclass(frozen=True)
+class FlowRunInfoResult:
+    """What ``Client.get_flow_run_info`` returns, with Prefect 1's field names.
+
+    ``flow_id`` is the registered flow version's id (None for a run of an
+    unregistered flow); ``state`` is a ``cairnflow.states`` object.
+    """
+
+    id: str
+    flow_id: str | None
+    flow_name: str
+    parameters: dict[str, Any]
+    labels: list[str]
+    scheduled_start_time: datetime | None
+    state: State
+    task_runs: list[TaskRunInfoResult]
+
+
+def _state(name: str, message: str | None) -> State:
+    return state_from_name(name)(message)
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,7 @@ def read_until(stream, fragment: str) -> list[str]:
     raise AssertionError(f"{fragment!r} never came: {lines}")
 
 
+@pytest.mark.slow  # waits for the live run's heartbeat flush (5 s)
 def test_logs_follow_prints_later_records_and_exits_when_the_run_ends(live_run):
     db, open_gate = live_run
     follower = subprocess.Popen(cli("runs", "logs", "last", "-f", "--db", db),
@@ -109,6 +110,7 @@ def test_logs_follow_prints_later_records_and_exits_when_the_run_ends(live_run):
     assert later[-1].endswith("Flow run SUCCESS: All reference tasks succeeded.")
 
 
+@pytest.mark.slow  # waits for the live run's heartbeat flush (5 s)
 def test_show_watch_redraws_until_the_run_ends(live_run):
     db, open_gate = live_run
     watcher = subprocess.Popen(cli("runs", "show", "last", "--watch", "--db", db),

@@ -1,5 +1,7 @@
 """The Python client reads what the CLI reads, through the same query API, and
-never writes; the README's client examples run as written."""
+writes only the runs Prefect 1's ``create_flow_run`` asks for; the README's client
+examples run as written. (An agent running a run asked for through the client:
+tests/test_agent.py.)"""
 
 from __future__ import annotations
 
@@ -11,10 +13,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cairnflow import Flow, get_run_logger, task
+from cairnflow import Flow, Parameter, get_run_logger, task
 from cairnflow.cli import app
 from cairnflow.client import Client
-from cairnflow.exceptions import ResultNotFoundError, UnknownRunError
+from cairnflow.exceptions import (InvalidParametersError, ResultNotFoundError, UnknownFlowError,
+                                  UnknownRunError)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -133,9 +136,70 @@ def test_the_readme_client_examples_run_as_written(tmp_path, cairnflow_home, mon
     done = subprocess.run([sys.executable, "-m", "cairnflow.cli", "run", "nightly.py"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
+    registered = subprocess.run([sys.executable, "-m", "cairnflow.cli", "register",
+                                 "nightly.py"], cwd=tmp_path, capture_output=True, text=True,
+                                timeout=120)  # for the create_flow_run example
+    assert registered.returncode == 0, registered.stdout + registered.stderr
     blocks = readme_client_blocks()
     assert blocks, "the README has no client examples"
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     for block in blocks:
         exec(compile(textwrap.dedent(block), "README.md", "exec"), namespace)
+
+
+@task
+def greet(name, punctuation):
+    return f"Hello, {name}{punctuation}"
+
+
+def test_create_flow_run_asks_for_a_scheduled_run_of_a_registered_flow(tmp_path):
+    db = f"sqlite:///{tmp_path / 'orch.db'}"
+    with Flow("greeter") as flow:
+        greet(Parameter("name"), Parameter("punctuation", default="!"))
+    flow_id = flow.register(store=db, labels=["here"], no_url=True)
+    client = Client(db)
+    run_id = client.create_flow_run(flow_id=flow_id, parameters={"name": "Marvin"})
+    by_name = client.create_flow_run(version_group_id="greeter", parameters={"name": "Ford"},
+                                     labels=["there"])
+    info = client.get_flow_run_info(run_id)
+    assert info.id == run_id and info.flow_id == flow_id and info.flow_name == "greeter"
+    assert info.parameters == {"name": "Marvin", "punctuation": "!"}  # the default filled in
+    assert info.labels == ["here"] and info.scheduled_start_time is not None
+    assert info.state.is_scheduled() and info.state.message == "Run requested"
+    assert info.task_runs == []
+    other = client.get_flow_run_info(by_name)
+    assert other.flow_id == flow_id and other.labels == ["there"]
+    assert {r.id for r in client.runs(state="Scheduled")} == {run_id, by_name}
+
+
+def test_create_flow_run_refuses_bad_requests_and_creates_nothing(tmp_path):
+    db = f"sqlite:///{tmp_path / 'orch.db'}"
+    with Flow("greeter") as flow:
+        greet(Parameter("name"), Parameter("punctuation", default="!"))
+    flow_id = flow.register(store=db, no_url=True)
+    client = Client(db)
+    with pytest.raises(InvalidParametersError, match="needs parameter 'name'"):
+        client.create_flow_run(flow_id=flow_id)
+    with pytest.raises(InvalidParametersError, match="no parameter 'nmae'"):
+        client.create_flow_run(flow_id=flow_id, parameters={"nmae": "Marvin"})
+    with pytest.raises(UnknownFlowError):
+        client.create_flow_run(flow_id="no-such-flow")
+    with pytest.raises(ValueError, match="exactly one of flow_id and version_group_id"):
+        client.create_flow_run()
+    assert client.runs() == []
+
+
+def test_get_flow_run_info_gives_state_objects_judged_as_the_cli_judges(db):
+    client = Client(db)
+    [nightly] = client.runs(flow_name="nightly")
+    info = client.get_flow_run_info(nightly.id[:8])  # a prefix, as every face takes
+    assert info.id == nightly.id and info.flow_id is None  # never registered
+    assert info.state.is_failed() and info.state.message == nightly.message
+    children = {(t.task_slug, t.map_index): t.state for t in info.task_runs
+                if t.map_index is not None}
+    assert children[("total-1", 1)].is_failed()  # the "eu" batch
+    assert children[("total-1", 0)].is_successful()
+    assert len(children) == 6
+    with pytest.raises(UnknownRunError):
+        client.get_flow_run_info("no-such-run")

@@ -276,6 +276,7 @@ def test_a_local_cluster_listens_on_localhost_only(cairnflow_home):
     assert all(host == "127.0.0.1" for host in seen["dashboard"] or [])
 
 
+@pytest.mark.slow  # waits out the bounded start-up check (about 20 s)
 def test_workers_without_cairnflow_are_a_clear_error(tmp_path, cairnflow_home):
     """A worker that cannot import cairnflow fails the run in one sentence, quickly,
     instead of leaving it waiting for ever."""

@@ -179,9 +179,6 @@ with Flow("nightly-report-with-a-long-name",
 
 
 @pytest.mark.slow  # worker processes start slowly; the rendering tests above run by default
-@pytest.mark.xfail(strict=False, reason=(
-    "known defect, open in issue 11's follow-up: in the clean-clone CI run the retry "
-    "line of a worker-process task was missing from the 60-column screen"))
 def test_a_run_on_a_60_column_terminal_with_worker_processes(tmp_path):
     path = tmp_path / "nightly.py"
     path.write_text(textwrap.dedent(PROCESS_FLOW))

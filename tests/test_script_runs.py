@@ -58,28 +58,36 @@ def _runs(home: Path):
 
 @pytest.fixture(scope="module")
 def seed_runs(tmp_path_factory):
-    """Every seed under `cairnflow run`, with the default and the processes executor,
-    all at once (each with its own store) to keep the suite fast."""
-    procs = {}
-    for path in SEEDS:
-        for executor in ("default", "processes"):
-            home = tmp_path_factory.mktemp(f"{path.stem}-{executor}")
-            extra = [] if executor == "default" else ["--executor", executor]
-            procs[path.name, executor] = (home, _cli(home, "run", str(path),
-                                                     *PARAMS.get(path.name, []), *extra,
-                                                     cwd=EXAMPLES.parent))
-    done = {}
-    for key, (home, proc) in procs.items():
-        out, err = proc.communicate(timeout=180)
-        done[key] = (home, proc.returncode, out, err)
-    return done
+    """``seed_runs(executor)``: every seed under `cairnflow run` with that executor,
+    all at once (each with its own store) to keep the suite fast; started on first use,
+    so a run that deselects one executor does not pay for it."""
+    done: dict[str, dict] = {}
+
+    def run_all(executor: str) -> dict:
+        if executor not in done:
+            procs = {}
+            for path in SEEDS:
+                home = tmp_path_factory.mktemp(f"{path.stem}-{executor}")
+                extra = [] if executor == "default" else ["--executor", executor]
+                procs[path.name] = (home, _cli(home, "run", str(path),
+                                               *PARAMS.get(path.name, []), *extra,
+                                               cwd=EXAMPLES.parent))
+            done[executor] = {}
+            for name, (home, proc) in procs.items():
+                out, err = proc.communicate(timeout=180)
+                done[executor][name] = (home, proc.returncode, out, err)
+        return done[executor]
+
+    return run_all
 
 
-@pytest.mark.parametrize("executor", ["default", "processes"])
+# Worker processes start slowly: the processes half runs with `pytest -m slow` (CI).
+@pytest.mark.parametrize("executor", ["default", pytest.param("processes",
+                                                              marks=pytest.mark.slow)])
 @pytest.mark.parametrize("path", SEEDS, ids=lambda p: p.stem)
 def test_every_seed_runs_under_cairnflow_run_once_with_its_file_as_source(
         seed_runs, path, executor):
-    home, code, out, err = seed_runs[path.name, executor]
+    home, code, out, err = seed_runs(executor)[path.name]
     assert code == 0, err
     assert "Success" in out
     (run,) = _runs(home)

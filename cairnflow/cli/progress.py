@@ -408,20 +408,16 @@ class _Relay(logging.Handler):
             ctx = current()
             slug = ctx.get("task_slug")
             key = (slug, ctx.get("map_index")) if slug else None
-            if getattr(record, TASK_FAILED, False):
+            failure = getattr(record, TASK_FAILED, None)
+            if failure:
                 if self.tracker is not None and key is not None:
-                    self.tracker.note_failure(key, _exception_text(record))
+                    self.tracker.note_failure(key, failure)
                 return
             when = datetime.fromtimestamp(record.created).astimezone()
             label = output.task_label(*key) if key else None
             self.view.log(when, record.levelname, label, record.getMessage())
         except Exception:  # a display problem must never break the run
             self.handleError(record)
-
-
-def _exception_text(record: logging.LogRecord) -> str:
-    exc = record.exc_info[1] if record.exc_info else None
-    return repr(exc) if exc is not None else record.getMessage()
 
 
 @contextmanager

@@ -22,8 +22,10 @@ __all__ = ["install", "capture_stdout", "flush_captured_stdout", "TASK_FAILED"]
 CONSOLE_FORMAT = "[%(asctime)s] %(levelname)s - %(name)s | %(message)s"
 CONSOLE_HANDLER = "cairnflow-console"
 TASK_FAILED = "cairnflow_task_failed"
-"""An attribute set on the engine's "Task x failed" record: the CLI's progress says
-that failure (or its retry) from the transitions instead of repeating the record."""
+"""An attribute set on the engine's "Task x failed" record, holding the exception's
+repr (also when it was raised in a worker process, where the record carries the
+remote traceback as text): the CLI's progress says that failure (or its retry) from
+the transitions instead of repeating the record."""
 
 
 class RunLogHandler(logging.Handler):

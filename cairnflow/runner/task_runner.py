@@ -205,11 +205,11 @@ class TaskRunner:
             remote_tb = remote.remote_traceback(exc)
             if remote_tb is not None:  # raised in a worker process
                 ctx["logger"].error("Task %s failed: %r\n%s", label, exc, remote_tb,
-                                    extra={TASK_FAILED: True})
+                                    extra={TASK_FAILED: repr(exc)})
             else:
                 ctx["logger"].error("Task %s failed: %r", label, exc,
                                     exc_info=(type(exc), exc, _user_frames(exc.__traceback__)),
-                                    extra={TASK_FAILED: True})
+                                    extra={TASK_FAILED: repr(exc)})
             return Failed(f"Error during execution of task: {exc!r}", result=exc)
         finally:
             if task.log_stdout:

@@ -14,9 +14,12 @@
   a transaction cut by it raises ``StoreError`` (nothing of it was committed).
 * Schema versioning as on SQLite: a newer database is refused before anything
   is written; an empty one is created from ``cairnflow.statestore.models``
-  (BIGINT keys); an older one is upgraded by ``MIGRATIONS`` steps in one
-  transaction, under an advisory lock so two processes never race to create
-  or upgrade it.
+  (BIGINT keys); an older one is upgraded by ``MIGRATIONS`` steps. Creation or
+  upgrade is one transaction under a transaction-level advisory lock, so two
+  processes never race to create or upgrade it and a process killed midway
+  leaves nothing. Whether a schema is there is read in one statement (one
+  snapshot), so a process looking while another commits the schema sees all
+  of it or none.
 * A read-only store uses read-only transactions and never creates the schema;
   a database without one reads as an empty store.
 """
@@ -158,11 +161,15 @@ def stored_version(cur: Any, where: str) -> int | None:
     Raises ``StoreError`` when it holds tables named like cairnflow's but no
     schema version (someone else's tables, or a damaged store).
     """
-    cur.execute("SELECT to_regclass('schema_version') IS NOT NULL")
-    if not cur.fetchone()[0]:
-        cur.execute("SELECT c.relname FROM pg_class c WHERE c.relkind = 'r' AND "
-                    "c.relname = ANY(%s) AND pg_table_is_visible(c.oid)", (list(_OUR_TABLES),))
-        clashing = sorted(r[0] for r in cur.fetchall())
+    # One statement: one snapshot of the catalog. Two (is there a schema_version?
+    # then: are there tables like ours?) could straddle another process's commit
+    # of a new schema and see its tables without its schema_version.
+    cur.execute("SELECT c.relname FROM pg_class c WHERE c.relkind = 'r' AND "
+                "c.relname = ANY(%s) AND pg_table_is_visible(c.oid)",
+                (["schema_version", *_OUR_TABLES],))
+    found = {r[0] for r in cur.fetchall()}
+    if "schema_version" not in found:
+        clashing = sorted(found)
         if clashing:
             raise StoreError(f"the database {where} is not a cairnflow store (it has tables "
                              f"{', '.join(clashing)} but no schema_version): use another "
@@ -200,9 +207,11 @@ def check_schema_readable(cur: Any, where: str) -> bool:
 def ensure_schema(conn: Any, where: str) -> None:
     """Create the schema in a database without one, or upgrade an older one.
 
-    One transaction (DDL is transactional in PostgreSQL) under an advisory
-    lock: a failed upgrade leaves the database as it was, and of two processes
-    opening a new database, one creates the schema and the other finds it.
+    One transaction (DDL is transactional in PostgreSQL) under a
+    transaction-level advisory lock: a failed upgrade, or a process killed
+    midway, leaves the database as it was (the lock goes with the transaction),
+    and of two processes opening a new database, one creates the schema and
+    the other finds it.
     """
     from cairnflow.statestore.sqlite_policy import SCHEMA_VERSION
 
@@ -212,11 +221,10 @@ def ensure_schema(conn: Any, where: str) -> None:
         conn.rollback()
         if version == SCHEMA_VERSION:
             return
-        # A session lock, then a new transaction: one begun before another process
-        # created the schema could still see the catalog as it was.
-        cur.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK,))
-        conn.commit()
         try:
+            # READ COMMITTED: each statement after the lock sees what the process
+            # that held it before committed.
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             version = stored_version(cur, where)  # another process may have done it
             _refuse_newer(version, where)
             if version is None:
@@ -233,12 +241,9 @@ def ensure_schema(conn: Any, where: str) -> None:
                     cur.execute("UPDATE schema_version SET version = %s", (step,))
             conn.commit()
         except BaseException:
-            conn.rollback()
-            raise
-        finally:
             if not conn.broken:
-                cur.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK,))
-                conn.commit()
+                conn.rollback()
+            raise
 
 
 def _add_missing(cur: Any) -> None:

@@ -48,7 +48,7 @@ MODES = {"python": [], "cairnflow-run": ["-m", "cairnflow.cli", "run"]}
 
 
 # the default suite runs these in both modes; the rest run with `pytest -m slow`
-QUICK = {"01_hello_world.py", "06_triggers.py", "13_apply_map.py", "16_targets.py"}
+QUICK = {"01_hello_world.py", "16_targets.py"}
 
 
 def _files():
