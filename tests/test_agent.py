@@ -282,16 +282,20 @@ def test_a_run_waits_for_an_agent_with_all_its_labels(tmp_path, db, env, agents,
     assert side_effects(tmp_path) == {plain: 1, gpu: 1}
 
 
+# Forked: run processes forked from the agent itself lost their records (SQLite's
+# lock bookkeeping does not survive a fork) and their tasks ran again; now they
+# are forked from a fork server that never opens the store.
+@pytest.mark.parametrize("fork", [False, True], ids=["spawned", "forked"])
 def test_a_killed_agent_loses_nothing_and_runs_nothing_twice(tmp_path, db, env, agents,
-                                                            monkeypatch):
+                                                            monkeypatch, fork):
     monkeypatch.setenv("SIDE_EFFECTS", env["SIDE_EFFECTS"])
     flow_id = register(tmp_path, db, COUNTING_FLOW, "count")
     ids = create_runs(db, flow_id, 12)
-    victim = agents.start(limit=3)
+    victim = agents.start(limit=3, fork=fork)
     wait_for(lambda: side_effects(tmp_path), what="the first run")
     victim.send_signal(signal.SIGKILL)
     victim.wait()
-    agents.start()
+    agents.start(fork=fork)
     wait_for(lambda: all_finished(db, ids), timeout=180, what="12 runs to end")
     assert set(states(db, ids).values()) == {"Success"}
     assert side_effects(tmp_path) == {rid: 1 for rid in ids}
