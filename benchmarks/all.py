@@ -6,6 +6,7 @@ row and its baseline alike.
 
     python benchmarks/all.py            # the full table (a few minutes)
     python benchmarks/all.py --quick    # smaller flows
+    python benchmarks/all.py --fixed    # only the whole-process rows
 
 Rows (targets in brackets):
 
@@ -206,27 +207,41 @@ store.close()
     subprocess.run([sys.executable, "-c", code], env=_env(), check=True)
 
 
+def _compiled_env(directory: str, **extra: str) -> dict[str, str]:
+    """``_env``, with bytecode written to (and read from) a cache in ``directory``: an
+    installed cairnflow has its ``.pyc`` files, so a process row must not measure
+    compiling its source (which ``PYTHONDONTWRITEBYTECODE`` would make it do every time)."""
+    env = _env(PYTHONPYCACHEPREFIX=os.path.join(directory, "pycache"), **extra)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
 def process_rows(repeat: int) -> list[tuple[str, float, float, str]]:
     with tempfile.TemporaryDirectory() as d:
         py = sys.executable
-        bare = _wall([py, "-c", BARE_SQLITE, os.path.join(d, "bare.db")], _env(), repeat)
+        env = _compiled_env(d)
+        bare_argv = [py, "-c", BARE_SQLITE, os.path.join(d, "bare.db")]
+        subprocess.run(bare_argv, env=env, check=True)  # warm: compiled once
+        bare = _wall(bare_argv, env, repeat)
         flow_file = os.path.join(d, "one.py")
         with open(flow_file, "w") as f:
             f.write(ONE_TASK_FLOW)
         run = [py, "-c", "import sys, cairnflow.runner.loading as l; "
                "l.load_flow_from_file(sys.argv[1]).run()", flow_file]
         home = os.path.join(d, "home")
-        subprocess.run(run, env=_env(CAIRNFLOW_HOME=home), check=True, capture_output=True)
-        existing = _wall(run, _env(CAIRNFLOW_HOME=home), repeat)
+        subprocess.run(run, env=_compiled_env(d, CAIRNFLOW_HOME=home), check=True,
+                       capture_output=True)
+        existing = _wall(run, _compiled_env(d, CAIRNFLOW_HOME=home), repeat)
         first = []
         for i in range(repeat):
             fresh = os.path.join(d, f"fresh-{i}")
-            first.append(_wall(run, _env(CAIRNFLOW_HOME=fresh), 1))
-        imported = _wall([py, "-c", "import cairnflow"], _env(), repeat)
+            first.append(_wall(run, _compiled_env(d, CAIRNFLOW_HOME=fresh), 1))
+        imported = _wall([py, "-c", "import cairnflow"], env, repeat)
         db = os.path.join(d, "runs.db")
         _fill_runs(db, 1000)
-        ls = _wall([py, "-m", "cairnflow.cli", "runs", "ls", "--json", "--db", db], _env(),
-                   repeat)
+        ls_argv = [py, "-m", "cairnflow.cli", "runs", "ls", "--json", "--db", db]
+        subprocess.run(ls_argv, env=env, check=True, capture_output=True)
+        ls = _wall(ls_argv, env, repeat)
     first_run = statistics.median(first)
     return [
         ('bare "import sqlite3" + 2 commits', bare, 1.0, ""),
@@ -244,11 +259,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller flows")
     parser.add_argument("--repeat", type=int, default=3, help="runs per process row")
+    parser.add_argument("--fixed", action="store_true",
+                        help="only the whole-process (fixed cost) rows")
     parser.add_argument("--one", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         kind, directory, *rest = args.one
         print(json.dumps(MEASURES[kind](directory, *rest)))
+        return
+    if args.fixed:
+        for what, seconds, ratio, target in process_rows(args.repeat):
+            print(f"{what:<42} {seconds * 1000:6.0f} ms {ratio:6.2f}x bare  {target}")
         return
 
     big = 2_000 if args.quick else 10_000

@@ -19,7 +19,7 @@ Example:
 import importlib
 from typing import Any
 
-from cairnflow import executors, schedules, signals, states, triggers
+from cairnflow import signals, states, triggers
 from cairnflow.context import context, get_run_logger
 from cairnflow.core import Flow, Parameter, Task, case, flatten, merge, task, unmapped
 from cairnflow.core.edge import mapped
@@ -35,9 +35,11 @@ __all__ = [
 
 # Prefect 1's subpackages, imported on first use: ``cairnflow.engine.signals.SKIP``
 # works after a bare ``import cairnflow``, as ``prefect.engine.signals.SKIP`` did.
+# ``executors`` and ``schedules`` too: their dependencies (multiprocessing, croniter,
+# pendulum's parser) are for the flows that use them, not for every ``import cairnflow``.
 _SUBMODULES = frozenset({
-    "cache_validators", "core", "engine", "results", "run_configs", "serializers", "storage",
-    "tasks", "utilities",
+    "cache_validators", "core", "engine", "executors", "results", "run_configs", "schedules",
+    "serializers", "storage", "tasks", "utilities",
 })
 
 

@@ -1,4 +1,9 @@
-"""The local agent with real processes: agents, deployed runs, kills, labels, cancel."""
+"""The local agent with real processes: agents, deployed runs, kills, labels, cancel.
+
+Every test runs on a SQLite file and on a fresh PostgreSQL schema (``db`` is
+parametrized; the PostgreSQL half is skipped without ``CAIRNFLOW_TEST_PG_URL``),
+and on PostgreSQL two simulated hosts (``CAIRNFLOW_HOSTNAME``) share the runs.
+"""
 
 from __future__ import annotations
 
@@ -80,9 +85,16 @@ def env(tmp_path):
     return values
 
 
-@pytest.fixture
-def db(tmp_path):
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request, tmp_path):
+    if request.param == "postgres":
+        return request.getfixturevalue("pg_fresh_url")()
     return f"sqlite:///{tmp_path / 'cairnflow.db'}"
+
+
+@pytest.fixture
+def pg_db(pg_fresh_url):
+    return pg_fresh_url()
 
 
 def register(tmp_path, db, source, name, labels=None):
@@ -101,13 +113,15 @@ class Agents:
         self.tmp_path, self.db, self.env = tmp_path, db, env
         self.procs: list[tuple[subprocess.Popen, Path]] = []
 
-    def start(self, *labels, limit=10, fork=False):
+    def start(self, *labels, limit=10, fork=False, host=None):
         out = self.tmp_path / f"agent-{len(self.procs)}.log"
         command = [sys.executable, "-m", "cairnflow.cli", "agent", "local", "start",
                    "--db", self.db, "--limit", str(limit)]
         for label in labels:
             command += ["--label", label]
         env = {**self.env, "CAIRNFLOW_AGENT_FORK": "1" if fork else "0"}
+        if host is not None:  # a simulated host: its agent and the runs it deploys
+            env["CAIRNFLOW_HOSTNAME"] = host
         with open(out, "wb") as f:
             proc = subprocess.Popen(command, stdout=f, stderr=subprocess.STDOUT, env=env)
         self.procs.append((proc, out))
@@ -195,31 +209,62 @@ def test_the_seed_story_an_agent_runs_a_run_asked_for_and_logs_the_seed_lines(
     assert f"Deploying flow run {run_id}" in out
 
 
-def test_four_agents_run_each_of_many_runs_exactly_once(tmp_path, db, env, agents,
-                                                       monkeypatch):
-    monkeypatch.setenv("SIDE_EFFECTS", env["SIDE_EFFECTS"])
-    flow_id = register(tmp_path, db, COUNTING_FLOW, "count")
-    for _ in range(4):
-        agents.start(fork=True)  # forked run processes: 40 runs in seconds
-    ids = create_runs(db, flow_id, 40)
-    wait_for(lambda: all_finished(db, ids), timeout=180, what="40 runs to end")
+def four_agents_run_each_once(tmp_path, db, agents, count, hosts=(None,), timeout=180):
+    """``count`` runs created, then 4 agents (spread over ``hosts``) run them: each
+    exactly once (counted by the flow's side effect), all Success; the hosts that
+    ran them."""
+    flow_id = register(tmp_path, db, COUNTING_FLOW, "count", labels=["shared"])
+    ids = create_runs(db, flow_id, count)
+    for i in range(4):
+        # forked run processes: many runs in seconds
+        agents.start("shared", fork=True, host=hosts[i % len(hosts)])
+    wait_for(lambda: all_finished(db, ids), timeout=timeout, what=f"{count} runs to end")
     assert set(states(db, ids).values()) == {"Success"}
     assert side_effects(tmp_path) == {rid: 1 for rid in ids}
     assert "database is locked" not in agents.output()
+    assert "Traceback" not in agents.output()
+    store = open_store(db)
+    try:
+        return Counter(store.get_flow_run(rid).host for rid in ids)
+    finally:
+        store.close()
+
+
+def test_four_agents_run_each_of_many_runs_exactly_once(tmp_path, db, env, agents,
+                                                       monkeypatch):
+    monkeypatch.setenv("SIDE_EFFECTS", env["SIDE_EFFECTS"])
+    four_agents_run_each_once(tmp_path, db, agents, 40)
 
 
 @pytest.mark.slow
 def test_four_agents_and_a_thousand_runs_each_exactly_once(tmp_path, db, env, agents,
                                                           monkeypatch):
     monkeypatch.setenv("SIDE_EFFECTS", env["SIDE_EFFECTS"])
-    flow_id = register(tmp_path, db, COUNTING_FLOW, "count")
-    ids = create_runs(db, flow_id, 1000)
-    for _ in range(4):
-        agents.start(fork=True)
-    wait_for(lambda: all_finished(db, ids), timeout=600, what="1,000 runs to end")
-    assert set(states(db, ids).values()) == {"Success"}
-    assert side_effects(tmp_path) == {rid: 1 for rid in ids}
-    assert "database is locked" not in agents.output()
+    four_agents_run_each_once(tmp_path, db, agents, 1000, timeout=900)
+
+
+def test_agents_on_two_hosts_split_the_runs_of_one_postgres_store(
+        tmp_path, pg_db, env, monkeypatch):
+    monkeypatch.setenv("SIDE_EFFECTS", env["SIDE_EFFECTS"])
+    made = Agents(tmp_path, pg_db, env)
+    try:
+        hosts = four_agents_run_each_once(tmp_path, pg_db, made, 40, hosts=("host-a", "host-b"))
+    finally:
+        made.stop()
+    assert set(hosts) == {"host-a", "host-b"}, hosts
+
+
+@pytest.mark.slow
+def test_agents_on_two_hosts_split_a_thousand_runs_none_twice(
+        tmp_path, pg_db, env, monkeypatch):
+    monkeypatch.setenv("SIDE_EFFECTS", env["SIDE_EFFECTS"])
+    made = Agents(tmp_path, pg_db, env)
+    try:
+        hosts = four_agents_run_each_once(tmp_path, pg_db, made, 1000,
+                                          hosts=("host-a", "host-b"), timeout=900)
+    finally:
+        made.stop()
+    assert set(hosts) == {"host-a", "host-b"} and sum(hosts.values()) == 1000, hosts
 
 
 def test_a_run_waits_for_an_agent_with_all_its_labels(tmp_path, db, env, agents,
@@ -237,16 +282,20 @@ def test_a_run_waits_for_an_agent_with_all_its_labels(tmp_path, db, env, agents,
     assert side_effects(tmp_path) == {plain: 1, gpu: 1}
 
 
+# Forked: run processes forked from the agent itself lost their records (SQLite's
+# lock bookkeeping does not survive a fork) and their tasks ran again; now they
+# are forked from a fork server that never opens the store.
+@pytest.mark.parametrize("fork", [False, True], ids=["spawned", "forked"])
 def test_a_killed_agent_loses_nothing_and_runs_nothing_twice(tmp_path, db, env, agents,
-                                                            monkeypatch):
+                                                            monkeypatch, fork):
     monkeypatch.setenv("SIDE_EFFECTS", env["SIDE_EFFECTS"])
     flow_id = register(tmp_path, db, COUNTING_FLOW, "count")
     ids = create_runs(db, flow_id, 12)
-    victim = agents.start(limit=3)
+    victim = agents.start(limit=3, fork=fork)
     wait_for(lambda: side_effects(tmp_path), what="the first run")
     victim.send_signal(signal.SIGKILL)
     victim.wait()
-    agents.start()
+    agents.start(fork=fork)
     wait_for(lambda: all_finished(db, ids), timeout=180, what="12 runs to end")
     assert set(states(db, ids).values()) == {"Success"}
     assert side_effects(tmp_path) == {rid: 1 for rid in ids}

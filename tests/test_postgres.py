@@ -124,6 +124,75 @@ def test_someone_elses_tables_are_refused(pg_empty_url):
         PostgresStore(pg_empty_url)
 
 
+def test_a_reader_looking_while_another_process_commits_the_schema_sees_all_or_none(
+        pg_empty_url):
+    # The crash loop's defect: a reader asked "is there a schema_version?" (no),
+    # then the first child committed the schema, then the reader asked "are there
+    # tables like cairnflow's?" (yes) and refused the store as someone else's.
+    from cairnflow.statestore import postgres_policy as policy
+
+    conninfo = "postgresql://" + pg_empty_url.partition("://")[2]
+    creator = psycopg.connect(conninfo)
+    with creator.cursor() as cur:
+        policy._create_schema(cur)
+        cur.execute("INSERT INTO schema_version (id, version) VALUES (1, 2)")
+
+    class CommitsAfterFirstStatement:
+        def __init__(self, cur):
+            self.cur, self.first = cur, True
+
+        def execute(self, *args):
+            self.cur.execute(*args)
+            if self.first:
+                self.first = False
+                creator.commit()  # the other process commits right now
+
+        def __getattr__(self, name):
+            return getattr(self.cur, name)
+
+    with psycopg.connect(conninfo) as reader, reader.cursor() as cur:
+        assert policy.stored_version(CommitsAfterFirstStatement(cur), "db") is None
+        reader.rollback()
+        assert policy.stored_version(cur, "db") == 2
+    creator.close()
+
+
+KILLED_CREATING = """
+import sys, time
+from pathlib import Path
+from cairnflow.statestore import postgres_policy as policy
+from cairnflow.statestore.postgres import PostgresStore
+
+created = policy._create_schema
+
+def create_then_hang(cur):
+    created(cur)
+    Path(sys.argv[2]).write_text("tables created")
+    time.sleep(600)
+
+policy._create_schema = create_then_hang
+PostgresStore(sys.argv[1])
+"""
+
+
+def test_a_process_killed_while_creating_the_schema_leaves_nothing(pg_empty_url, tmp_path):
+    import subprocess
+    import sys
+
+    marker = tmp_path / "created"
+    child = subprocess.Popen([sys.executable, "-c", KILLED_CREATING, pg_empty_url, str(marker)])
+    try:
+        crashkit.wait_until(marker.exists, timeout=60, what="the child to create the tables")
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        store = PostgresStore(pg_empty_url)  # not refused, and does not wait for a lock
+        store.close()
+    finally:
+        child.kill()
+    assert sql(pg_empty_url, "SELECT version FROM schema_version") == [
+        (sqlite_policy.SCHEMA_VERSION,)]
+
+
 def test_a_reader_of_a_database_without_schema_sees_an_empty_store(pg_empty_url):
     store = PostgresStore(pg_empty_url, readonly=True)
     assert store.list_runs() == [] and store.list_flows() == []
@@ -246,10 +315,6 @@ def test_random_sigkills_on_postgres_never_lose_or_repeat_committed_work(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason=(
-    "known defect, open in issue 10: in the clean-clone CI run a kill left this test's "
-    "schema with cairnflow's first-release tables and no schema_version, and the "
-    "store then refused to open it; not yet understood"))
 def test_thirty_random_sigkills_across_a_200_task_flow_on_postgres(
         tmp_path, cairnflow_home, pg_fresh_url):
     from test_crash import kill_resume_and_check

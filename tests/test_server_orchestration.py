@@ -1,6 +1,7 @@
 """The server's orchestration API (registered flows, Run, Cancel, Resume, Delete, agents)
-through Starlette's TestClient on a real SQLite file. No agent runs here: runs stay
-``Scheduled`` until the test moves them; the browser tests use a real agent."""
+through Starlette's TestClient on a real SQLite file and on PostgreSQL. No agent runs
+here: runs stay ``Scheduled`` until the test moves them; the browser tests use a real
+agent."""
 
 from __future__ import annotations
 
@@ -30,8 +31,12 @@ def greeting_flow() -> Flow:
     return flow
 
 
-@pytest.fixture
-def db(tmp_path):
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request, tmp_path):
+    """A store on a real SQLite file, and one on a PostgreSQL server (skipped without
+    ``CAIRNFLOW_TEST_PG_URL``): the server reads both through the query API."""
+    if request.param == "postgres":
+        return request.getfixturevalue("pg_fresh_url")()
     return f"sqlite:///{tmp_path / 'cairnflow.db'}"
 
 

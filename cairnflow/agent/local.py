@@ -81,12 +81,12 @@ class LocalAgent:
         heartbeat: seconds between heartbeats.
         grace: seconds a cancelled run's process has to stop before it is killed.
         store: an open store to use instead of opening ``db``.
-        fork: start each run's process by forking this one (cairnflow already
-            imported: a trivial run starts in milliseconds, not the ~0.5 s or more
-            of a new interpreter). Off by default (``CAIRNFLOW_AGENT_FORK=1`` turns
-            it on): a forked run was seen to die when its agent was SIGKILLed,
-            which a new interpreter does not. Either way the run gets its own
-            process and process group, and runs the CLI's resume path.
+        fork: start each run's process by forking (cairnflow already imported:
+            a trivial run starts in milliseconds, not the ~0.5 s or more of a new
+            interpreter), from a fork server that never opens a
+            store (see ``_fork_context``). Off by default (``CAIRNFLOW_AGENT_FORK=1``
+            turns it on). Either way the run gets its own process and process
+            group, and runs the CLI's resume path.
 
     Example:
         >>> agent = LocalAgent(db="sqlite://", labels=["etl"])  # doctest: +SKIP
@@ -278,50 +278,73 @@ class LocalAgent:
 
 
 class _Forked:
-    """A forked run process, with ``subprocess.Popen``'s ``pid`` and ``poll()``."""
+    """A run process forked by the fork server, with ``subprocess.Popen``'s ``pid``
+    and ``poll()``."""
 
-    def __init__(self, pid: int):
-        self.pid = pid
-        self.returncode: int | None = None
+    def __init__(self, process: Any):
+        self._process = process
+        self.pid: int = process.pid
 
     def poll(self) -> int | None:
-        if self.returncode is None:
-            try:
-                done, status = os.waitpid(self.pid, os.WNOHANG)
-            except ChildProcessError:
-                self.returncode = -1
-                return self.returncode
-            if done:
-                self.returncode = os.waitstatus_to_exitcode(status)
-        return self.returncode
+        return self._process.exitcode
+
+
+_fork_server: Any = None
+
+
+def _fork_context() -> Any:
+    """The fork server's context, started on first use with cairnflow imported.
+
+    Run processes are forked from this server, never from the agent: a process
+    forked from one that has the store open inherits SQLite's in-process record
+    of that connection's file locks without holding them, so other processes
+    judge it gone and may delete the WAL file it is still committing to: its
+    runs' records were lost and their tasks run again (seen under a SIGKILL of
+    the agent). The server is a fresh interpreter that never opens a store.
+    """
+    global _fork_server
+    if _fork_server is None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["cairnflow.agent.deploy", "cairnflow.runner.api"])
+        _fork_server = context
+    return _fork_server
 
 
 def _fork_run(run_id: str, db: str | None, output: Path) -> _Forked:
     """Fork a process that runs ``run_id`` (in its own session), output to ``output``."""
-    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    import multiprocessing.process
+
     for stream in (sys.stdout, sys.stderr):
-        stream.flush()  # or the child would write the agent's pending output again
-    pid = os.fork()
-    if pid:
-        os.close(fd)
-        return _Forked(pid)
+        stream.flush()
+    process = _fork_context().Process(target=_run_forked, args=(run_id, db, str(output)),
+                                      name=f"cairnflow-run-{run_id}")
+    process.start()
+    # A run outlives its agent: multiprocessing must not join or stop it at the
+    # agent's exit, as it does with the children it knows of.
+    multiprocessing.process._children.discard(process)  # type: ignore[attr-defined]
+    return _Forked(process)
+
+
+def _run_forked(run_id: str, db: str | None, output: str) -> None:
+    """In the forked process: its own session, its output to ``output``, then the run."""
     code = 1
-    try:  # the child: never returns into the agent's loop
+    try:
         os.setsid()
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        for handler in list(log.handlers):  # the agent's console is not this run's
-            log.removeHandler(handler)
         from cairnflow.agent.deploy import execute_run
 
         code = execute_run(run_id, db)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
-    except BaseException:  # noqa: BLE001 - report, then leave without the agent's cleanup
+    except BaseException:  # noqa: BLE001 - report it in the run's output, then leave
         import traceback
 
         traceback.print_exc()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import multiprocessing
 import os
 import sys
 import time
@@ -398,5 +397,8 @@ class _open_store:  # noqa: N801 - used as a context manager
 def _in_spawned_bootstrap() -> bool:
     """A worker process of the processes executor re-imports the main script as
     ``__mp_main__``; a bare ``flow.run()`` in it must not run the flow again."""
+    multiprocessing = sys.modules.get("multiprocessing")
+    if multiprocessing is None:  # a spawned worker has imported it: this is no worker
+        return False
     return bool(getattr(multiprocessing.current_process(), "_inheriting", False))
 

@@ -15,17 +15,21 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import multiprocessing
 import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cairnflow.runner import remote
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
+
+# multiprocessing, the process pool and cloudpickle (``remote``) are imported by the
+# executors that use them: a flow on LocalExecutor, and ``import cairnflow``, never pay
+# for them.
 
 __all__ = ["Executor", "LocalExecutor", "LocalDaskExecutor", "DaskExecutor", "TaskTimeout"]
 
@@ -129,6 +133,9 @@ class LocalDaskExecutor(_PooledExecutor):
             return
         self._threads = ThreadPoolExecutor(self.num_workers, thread_name_prefix="cairnflow")
         if self.scheduler == "processes":
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
             # spawn, not fork: the flow's process has threads (heartbeat, pool) and locks.
             self._processes = ProcessPoolExecutor(
                 self.num_workers, mp_context=multiprocessing.get_context("spawn"),
@@ -154,6 +161,8 @@ class LocalDaskExecutor(_PooledExecutor):
                       on_restart: Callable[[str], None] | None = None) -> Any:
         if self._processes is None:
             return super().run_task_code(fn, kwargs, timeout)
+        from cairnflow.runner import remote
+
         payload = remote.pack(fn, kwargs)
         future = self._processes.submit(remote.call, payload)
         return _await_remote(future, timeout)
@@ -198,6 +207,8 @@ def _await_remote(future: Any, timeout: float | None, where: str = "its worker p
         future.cancel()
         abandoned(timeout, where)
         raise TaskTimeout() from None
+    from cairnflow.runner import remote
+
     return remote.unpack(packed)
 
 

@@ -42,12 +42,12 @@ from cairnflow.statestore.base import (
     TaskRunInfo, Transition, check_claim, fenced_out_message, require_aware,
 )
 from cairnflow.statestore.postgres_batch import execute_plan, insert_logs, refuse_logs
+from cairnflow.statestore.postgres_orch import OrchestrationPG
 from cairnflow.statestore.postgres_policy import Cursor, display_url
 from cairnflow.statestore.serialize import SerializedResult
-from cairnflow.statestore.sqlite_batch import (
-    NOT_MAPPED, RunCaches, StaleCache, plan_transitions, run_range,
-)
-from cairnflow.statestore.sqlite_rows import is_finished, ts
+from cairnflow.statestore.sqlite_batch import NOT_MAPPED, RunCaches, StaleCache, plan_transitions
+from cairnflow.statestore.sqlite_orch import delete_runs_by_id, prune_finished
+from cairnflow.statestore.sqlite_rows import ts
 
 __all__ = ["PostgresStore"]
 
@@ -55,13 +55,6 @@ T = TypeVar("T")
 
 _HEARTBEAT = ("UPDATE flow_run SET updated_at = %s WHERE id = %s "
               "AND (%s::integer IS NULL OR attempt = %s::integer)")
-
-_DELETE_RUN_ROWS = (
-    "DELETE FROM state_transition WHERE id BETWEEN %s AND %s",
-    "DELETE FROM task_result WHERE task_run_id BETWEEN %s AND %s",
-    "DELETE FROM task_run WHERE id BETWEEN %s AND %s",
-    "DELETE FROM log_record WHERE id BETWEEN %s AND %s",
-)
 
 
 class _Batch:
@@ -77,7 +70,7 @@ class _Batch:
         self.error: BaseException | None = None
 
 
-class PostgresStore(StateStore):
+class PostgresStore(OrchestrationPG, StateStore):
     """A ``StateStore`` in a PostgreSQL database, shared by processes on many hosts.
 
     Args:
@@ -312,32 +305,13 @@ class PostgresStore(StateStore):
         ids = list(dict.fromkeys(run_ids))
         if not ids:
             return 0
-
-        def write(cur: Cursor) -> list[str]:
-            found = cur.execute("SELECT id, pk FROM flow_run WHERE id = ANY(?) FOR UPDATE",
-                                (ids,)).fetchall()
-            for _, pk in found:
-                _delete_run(cur, pk)
-            return [rid for rid, _ in found]
-
-        return len(self._forget(self._transact(write, write=True)))
+        return len(self._forget(self._transact(
+            lambda cur: delete_runs_by_id(cur, ids, " FOR UPDATE"), write=True)))
 
     def prune(self, older_than: datetime) -> int:
         cutoff = ts(require_aware(older_than, "older_than"))
-
-        def write(cur: Cursor) -> list[str]:
-            now = rows.utc_now()
-            old = cur.execute(
-                "SELECT id, state, pid, host, updated_at, pk, process_start FROM flow_run "
-                "WHERE created_at < ? FOR UPDATE", (cutoff,)).fetchall()
-            gone = []
-            for rid, state, pid, host, updated_at, pk, started in old:
-                if is_finished(rows.reported_state(state, pid, host, updated_at, now, started)):
-                    _delete_run(cur, pk)
-                    gone.append(rid)
-            return gone
-
-        return len(self._forget(self._transact(write, write=True)))
+        return len(self._forget(self._transact(
+            lambda cur: prune_finished(cur, cutoff, " FOR UPDATE"), write=True)))
 
     def _forget(self, run_ids: list[str]) -> list[str]:
         with self._lock:
@@ -427,13 +401,6 @@ class PostgresStore(StateStore):
 def _result(row: Sequence[Any]) -> SerializedResult:
     serializer, python_version, cloudpickle_version, data, _path, _size, _sha = row
     return SerializedResult(bytes(data), serializer, python_version, cloudpickle_version)
-
-
-def _delete_run(cur: Cursor, pk: int) -> None:
-    span = run_range(pk)
-    for sql in _DELETE_RUN_ROWS:
-        cur.cursor.execute(sql, span)
-    cur.cursor.execute("DELETE FROM flow_run WHERE pk = %s", (pk,))
 
 
 def _first_line(exc: BaseException) -> str:

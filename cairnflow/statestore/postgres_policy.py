@@ -14,9 +14,12 @@
   a transaction cut by it raises ``StoreError`` (nothing of it was committed).
 * Schema versioning as on SQLite: a newer database is refused before anything
   is written; an empty one is created from ``cairnflow.statestore.models``
-  (BIGINT keys); an older one is upgraded by ``MIGRATIONS`` steps in one
-  transaction, under an advisory lock so two processes never race to create
-  or upgrade it.
+  (BIGINT keys); an older one is upgraded by ``MIGRATIONS`` steps. Creation or
+  upgrade is one transaction under a transaction-level advisory lock, so two
+  processes never race to create or upgrade it and a process killed midway
+  leaves nothing. Whether a schema is there is read in one statement (one
+  snapshot), so a process looking while another commits the schema sees all
+  of it or none.
 * A read-only store uses read-only transactions and never creates the schema;
   a database without one reads as an empty store.
 """
@@ -28,7 +31,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from cairnflow.exceptions import SchemaVersionError, StoreError
+from cairnflow.exceptions import StoreError
 
 __all__ = ["SCHEMES", "is_postgres_url", "conninfo_from_url", "display_url", "connect",
            "stored_version", "ensure_schema", "check_schema_readable", "MIGRATIONS",
@@ -158,11 +161,15 @@ def stored_version(cur: Any, where: str) -> int | None:
     Raises ``StoreError`` when it holds tables named like cairnflow's but no
     schema version (someone else's tables, or a damaged store).
     """
-    cur.execute("SELECT to_regclass('schema_version') IS NOT NULL")
-    if not cur.fetchone()[0]:
-        cur.execute("SELECT c.relname FROM pg_class c WHERE c.relkind = 'r' AND "
-                    "c.relname = ANY(%s) AND pg_table_is_visible(c.oid)", (list(_OUR_TABLES),))
-        clashing = sorted(r[0] for r in cur.fetchall())
+    # One statement: one snapshot of the catalog. Two (is there a schema_version?
+    # then: are there tables like ours?) could straddle another process's commit
+    # of a new schema and see its tables without its schema_version.
+    cur.execute("SELECT c.relname FROM pg_class c WHERE c.relkind = 'r' AND "
+                "c.relname = ANY(%s) AND pg_table_is_visible(c.oid)",
+                (["schema_version", *_OUR_TABLES],))
+    found = {r[0] for r in cur.fetchall()}
+    if "schema_version" not in found:
+        clashing = sorted(found)
         if clashing:
             raise StoreError(f"the database {where} is not a cairnflow store (it has tables "
                              f"{', '.join(clashing)} but no schema_version): use another "
@@ -175,70 +182,47 @@ def stored_version(cur: Any, where: str) -> int | None:
     return int(row[0])
 
 
-def _refuse_newer(version: int | None, where: str) -> None:
-    from cairnflow.statestore.sqlite_policy import SCHEMA_VERSION
-
-    if version is not None and version > SCHEMA_VERSION:
-        raise SchemaVersionError(
-            f"the cairnflow database {where} was written by a newer cairnflow (schema "
-            f"{version}, this one reads up to {SCHEMA_VERSION}): upgrade cairnflow")
-
-
 def check_schema_readable(cur: Any, where: str) -> bool:
     """For a reader: True when the database holds a current schema, False if none."""
-    from cairnflow.statestore.sqlite_policy import SCHEMA_VERSION
+    from cairnflow.statestore.sqlite_policy import readable_version
 
-    version = stored_version(cur, where)
-    _refuse_newer(version, where)
-    if version is not None and version < SCHEMA_VERSION:
-        raise StoreError(
-            f"the cairnflow database {where} has schema {version}, older than this "
-            f"cairnflow's {SCHEMA_VERSION}: run any flow against it once to upgrade it")
-    return version is not None
+    return readable_version(stored_version(cur, where), where)
 
 
 def ensure_schema(conn: Any, where: str) -> None:
     """Create the schema in a database without one, or upgrade an older one.
 
-    One transaction (DDL is transactional in PostgreSQL) under an advisory
-    lock: a failed upgrade leaves the database as it was, and of two processes
-    opening a new database, one creates the schema and the other finds it.
+    One transaction (DDL is transactional in PostgreSQL) under a
+    transaction-level advisory lock: a failed upgrade, or a process killed
+    midway, leaves the database as it was (the lock goes with the transaction),
+    and of two processes opening a new database, one creates the schema and
+    the other finds it.
     """
-    from cairnflow.statestore.sqlite_policy import SCHEMA_VERSION
+    from cairnflow.statestore.sqlite_policy import SCHEMA_VERSION, refuse_newer, upgrade
 
     with conn.cursor() as cur:
         version = stored_version(cur, where)
-        _refuse_newer(version, where)
+        refuse_newer(version, where)
         conn.rollback()
         if version == SCHEMA_VERSION:
             return
-        # A session lock, then a new transaction: one begun before another process
-        # created the schema could still see the catalog as it was.
-        cur.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK,))
-        conn.commit()
         try:
+            # READ COMMITTED: each statement after the lock sees what the process
+            # that held it before committed.
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             version = stored_version(cur, where)  # another process may have done it
-            _refuse_newer(version, where)
+            refuse_newer(version, where)
             if version is None:
                 _create_schema(cur)
                 cur.execute("INSERT INTO schema_version (id, version) VALUES (1, %s)",
                             (SCHEMA_VERSION,))
             else:
-                for step in range(version + 1, SCHEMA_VERSION + 1):
-                    migrate = MIGRATIONS.get(step)
-                    if migrate is None:
-                        raise StoreError(f"no migration from schema {step - 1} to {step}: "
-                                         f"this cairnflow cannot upgrade the database {where}")
-                    migrate(cur)
-                    cur.execute("UPDATE schema_version SET version = %s", (step,))
+                upgrade(cur, version, where, MIGRATIONS, "UPDATE schema_version SET version = %s")
             conn.commit()
         except BaseException:
-            conn.rollback()
-            raise
-        finally:
             if not conn.broken:
-                cur.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK,))
-                conn.commit()
+                conn.rollback()
+            raise
 
 
 def _add_missing(cur: Any) -> None:

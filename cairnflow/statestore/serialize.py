@@ -7,17 +7,34 @@ versions that wrote it, since cloudpickle promises nothing across versions.
 from __future__ import annotations
 
 import pickle
-import platform
+import sys
 from dataclasses import dataclass
 from typing import Any
-
-import cloudpickle
 
 from cairnflow.exceptions import ResultLoadError
 
 SERIALIZER = "cloudpickle"
-PYTHON_VERSION = platform.python_version()
-CLOUDPICKLE_VERSION = cloudpickle.__version__
+PYTHON_VERSION = sys.version.split()[0]  # platform.python_version(), without platform
+
+
+def __getattr__(name: str) -> Any:
+    if name == "CLOUDPICKLE_VERSION":
+        return _cloudpickle().__version__
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_loaded: Any = None
+
+
+def _cloudpickle() -> Any:
+    """cloudpickle, imported when a value is first stored or loaded (a command that only
+    reads the store's rows never needs it)."""
+    global _loaded
+    if _loaded is None:
+        import cloudpickle
+
+        _loaded = cloudpickle
+    return _loaded
 
 
 @dataclass(frozen=True)
@@ -27,15 +44,22 @@ class SerializedResult:
     data: bytes
     serializer: str = SERIALIZER
     python_version: str = PYTHON_VERSION
-    cloudpickle_version: str = CLOUDPICKLE_VERSION
+    cloudpickle_version: str = ""  # "": the version of cloudpickle here (see __post_init__)
+
+    def __post_init__(self) -> None:
+        if not self.cloudpickle_version:
+            object.__setattr__(self, "cloudpickle_version", _cloudpickle().__version__)
 
 
 def dump(value: Any) -> SerializedResult:
     """Serialize ``value``; raises whatever cloudpickle raises for unpicklable values."""
+    cloudpickle = _cloudpickle()
     if type(value) in _SCALARS:
         # cloudpickle writes the same bytes for these, 10x slower; loads() is the same.
-        return SerializedResult(pickle.dumps(value, protocol=cloudpickle.DEFAULT_PROTOCOL))
-    return SerializedResult(cloudpickle.dumps(value))
+        data = pickle.dumps(value, protocol=cloudpickle.DEFAULT_PROTOCOL)
+    else:
+        data = cloudpickle.dumps(value)
+    return SerializedResult(data, SERIALIZER, PYTHON_VERSION, cloudpickle.__version__)
 
 
 _SCALARS = frozenset({int, float, str, bytes, bool, type(None), complex})
@@ -45,13 +69,14 @@ def load(blob: SerializedResult, what: str = "result") -> Any:
     """Deserialize ``blob``; a failure is a ``ResultLoadError`` naming ``what``."""
     if blob.serializer != SERIALIZER:
         raise ResultLoadError(f"cannot load {what}: unknown serializer {blob.serializer!r}")
+    cloudpickle = _cloudpickle()
     try:
         return cloudpickle.loads(blob.data)
     except Exception as exc:
         raise ResultLoadError(
             f"cannot load {what}: {type(exc).__name__}: {exc} (written by Python "
             f"{blob.python_version}, cloudpickle {blob.cloudpickle_version}; this is Python "
-            f"{PYTHON_VERSION}, cloudpickle {CLOUDPICKLE_VERSION})"
+            f"{PYTHON_VERSION}, cloudpickle {cloudpickle.__version__})"
         ) from exc
 
 

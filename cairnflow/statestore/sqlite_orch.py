@@ -1,9 +1,13 @@
-"""The SQLite store's orchestration methods: registered flows, runs for agents, agents.
+"""The SQL stores' orchestration methods: registered flows, runs for agents, agents.
 
-``SQLiteStore`` inherits these (see ``StateStore`` for each method's contract).
-Each is one write transaction (``BEGIN IMMEDIATE``), so of several agents
-claiming at once each run goes to exactly one, and a schedule's run is created
-once however many processes create it (``flow_run.schedule_key`` is unique).
+``SQLiteStore`` inherits these (see ``StateStore`` for each method's contract),
+and so does ``PostgresStore`` (``postgres_orch`` overrides what is PostgreSQL's
+own: row locks, the claim, the change check). The SQL is written for both
+(``?``/``:name`` placeholders, which the PostgreSQL cursor translates; booleans
+as ``TRUE``/``FALSE``). On SQLite each method is one write transaction
+(``BEGIN IMMEDIATE``), so of several agents claiming at once each run goes to
+exactly one, and a schedule's run is created once however many processes
+create it (``flow_run.schedule_key`` is unique).
 
 A flow-run transition written here (``Scheduled``, ``Submitted``, ``Cancelled``)
 takes the run's next history id under the write lock; a store in another
@@ -88,7 +92,9 @@ def _blob_params(prefix: str, blob: SerializedResult | None) -> dict[str, Any]:
 
 def append_flow_transition(cur: sqlite3.Cursor, pk: int, attempt: int, state: str,
                            message: str | None, now: str) -> None:
-    """Append a transition of the flow run ``pk`` and make it the run's state."""
+    """Append a transition of the flow run ``pk`` and make it the run's state.
+
+    The caller holds the run: SQLite's write lock, or PostgreSQL's row lock."""
     low, high = run_range(pk)
     last = cur.execute("SELECT MAX(id) FROM state_transition WHERE id BETWEEN ? AND ?",
                        (low, high)).fetchone()[0]
@@ -108,6 +114,33 @@ def delete_run_rows(cur: sqlite3.Cursor, pk: int) -> None:
     cur.execute("DELETE FROM flow_run WHERE pk = ?", (pk,))
 
 
+def delete_runs_by_id(cur: sqlite3.Cursor, run_ids: Sequence[str], lock: str = "") -> list[str]:
+    """Delete the runs of ``run_ids`` that exist (``lock``: the store's row lock
+    clause); return their ids."""
+    gone = []
+    for rid in run_ids:
+        found = cur.execute(f"SELECT pk FROM flow_run WHERE id = ?{lock}", (rid,)).fetchone()
+        if found is not None:
+            delete_run_rows(cur, found[0])
+            gone.append(rid)
+    return gone
+
+
+def prune_finished(cur: sqlite3.Cursor, cutoff: str, lock: str = "") -> list[str]:
+    """Delete the runs created before ``cutoff`` that have ended (as readers see
+    them: a dead process's run counts as Crashed); return their ids."""
+    now = rows.utc_now()
+    old = cur.execute(
+        "SELECT id, state, pid, host, updated_at, pk, process_start FROM flow_run "
+        f"WHERE created_at < ?{lock}", (cutoff,)).fetchall()
+    gone = []
+    for rid, state, pid, host, updated_at, pk, started in old:
+        if states.is_finished(rows.reported_state(state, pid, host, updated_at, now, started)):
+            delete_run_rows(cur, pk)
+            gone.append(rid)
+    return gone
+
+
 class OrchestrationSQL:
     """``StateStore``'s orchestration methods over SQLite (mixed into ``SQLiteStore``)."""
 
@@ -115,6 +148,12 @@ class OrchestrationSQL:
     _read: Any
     _runs: Any
     _lock: Any
+
+    _for_update = ""
+    """Appended to a SELECT of rows the transaction will change: PostgreSQL's
+    ``FOR UPDATE`` (SQLite's write transaction holds the whole database)."""
+
+    _insert_run_sql = _INSERT_RUN
 
     # -- registered flows ----------------------------------------------------------
 
@@ -126,7 +165,7 @@ class OrchestrationSQL:
         def write(cur: sqlite3.Cursor) -> tuple[str, bool]:
             cur.execute("INSERT INTO flow (name, created_at) VALUES (?, ?) "
                         "ON CONFLICT (name) DO NOTHING", (version.flow_name, now))
-            flow_id = cur.execute("SELECT id FROM flow WHERE name = ?",
+            flow_id = cur.execute(f"SELECT id FROM flow WHERE name = ?{self._for_update}",
                                   (version.flow_name,)).fetchone()[0]
             latest = cur.execute("SELECT id, version, idempotency_key FROM flow_version "
                                  "WHERE flow_id = ? ORDER BY version DESC LIMIT 1",
@@ -135,7 +174,7 @@ class OrchestrationSQL:
                     and latest[2] == version.idempotency_key):
                 return latest[0], False
             self._drop_schedule_runs(cur, "r.flow_id = ?", (flow_id,))
-            cur.execute("UPDATE flow_version SET archived = 1 WHERE flow_id = ?", (flow_id,))
+            cur.execute("UPDATE flow_version SET archived = TRUE WHERE flow_id = ?", (flow_id,))
             cur.execute(
                 "INSERT INTO flow_version (id, flow_id, version, project_name, "
                 "idempotency_key, flow_hash, source_file, source_variable, flow_blob, "
@@ -144,7 +183,7 @@ class OrchestrationSQL:
                 "schedule_cloudpickle_version, schedule_description, schedule_active, "
                 "archived, created_at) VALUES (:id, :flow_id, :version, :project, :key, "
                 ":hash, :file, :variable, :f_data, :f_ser, :f_py, :f_cp, :parameters, "
-                ":labels, :graph, :s_data, :s_ser, :s_py, :s_cp, :description, :active, 0, "
+                ":labels, :graph, :s_data, :s_ser, :s_py, :s_cp, :description, :active, FALSE, "
                 ":created_at)",
                 {"id": new_id, "flow_id": flow_id, "version": (latest[1] if latest else 0) + 1,
                  "project": version.project_name, "key": version.idempotency_key,
@@ -155,7 +194,7 @@ class OrchestrationSQL:
                  "graph": json.dumps(version.graph, default=repr),
                  **_blob_params("s", version.schedule_blob),
                  "description": version.schedule_description,
-                 "active": int(bool(version.schedule_active)),
+                 "active": bool(version.schedule_active),
                  "created_at": ts(version.created_at, "created_at")})
             self._insert_runs(cur, [_with_version(r, new_id) for r in upcoming], now)
             return new_id, True
@@ -183,7 +222,7 @@ class OrchestrationSQL:
                 where.append("f.name = ?")
                 params.append(flow_name)
             if not include_archived:
-                where.append("v.archived = 0")
+                where.append("NOT v.archived")
             sql = (f"SELECT {_VERSION_COLUMNS} {_VERSION_FROM}"
                    + (" WHERE " + " AND ".join(where) if where else "")
                    + " ORDER BY f.name, v.version DESC")
@@ -206,7 +245,7 @@ class OrchestrationSQL:
     def set_schedule_active(self, version_id: str, active: bool) -> int:
         def write(cur: sqlite3.Cursor) -> int:
             cur.execute("UPDATE flow_version SET schedule_active = ? WHERE id = ?",
-                        (int(bool(active)), version_id))
+                        (bool(active), version_id))
             if not cur.rowcount:
                 raise UnknownFlowError(f"no registered flow with id {version_id!r}")
             if active:
@@ -217,8 +256,8 @@ class OrchestrationSQL:
     def _drop_schedule_runs(self, cur: sqlite3.Cursor, where: str, params: tuple) -> int:
         """Delete the still-Scheduled runs that a schedule made, matching ``where``."""
         found = cur.execute(f"SELECT r.pk, r.id FROM flow_run r WHERE {where} AND "
-                            "r.state = 'Scheduled' AND r.schedule_key IS NOT NULL",
-                            params).fetchall()
+                            "r.state = 'Scheduled' AND r.schedule_key IS NOT NULL"
+                            f"{self._for_update}", params).fetchall()
         for pk, rid in found:
             delete_run_rows(cur, pk)
             self._runs.forget(rid)
@@ -244,7 +283,7 @@ class OrchestrationSQL:
                         + (" (that version is archived: run its latest version)"
                            if row else ""))
                 archived[run.flow_version_id] = False
-            found = cur.execute(_INSERT_RUN, {
+            found = cur.execute(self._insert_run_sql, {
                 "id": run.id, "message": run.message,
                 "parameters": json.dumps(run.parameters, default=repr),
                 **_blob_params("p", run.parameters_blob), "now": now,
@@ -284,11 +323,7 @@ class OrchestrationSQL:
                     continue
                 if state == "Submitted" and not gone(owner):
                     continue
-                note = (f"Submitted for execution by agent {agent_id}" if state == "Scheduled"
-                        else f"Claimed again by agent {agent_id}: agent {owner} is gone")
-                cur.execute("UPDATE flow_run SET agent_id = ? WHERE pk = ?", (agent_id, pk))
-                append_flow_transition(cur, pk, attempt, "Submitted", note, stamp)
-                self._runs.forget(rid)
+                self._submit(cur, agent_id, (pk, rid, state, owner, attempt), stamp)
                 claimed.append(rid)
             return claimed
 
@@ -296,6 +331,16 @@ class OrchestrationSQL:
             return []
         ids = self._transact(write, write=True)
         return [self.get_flow_run(rid) for rid in ids]  # type: ignore[attr-defined]
+
+    def _submit(self, cur: sqlite3.Cursor, agent_id: str, run: tuple, stamp: str) -> None:
+        """Claim one run for ``agent_id``: ``Submitted`` by it (``run`` is its pk, id,
+        state, agent and attempt)."""
+        pk, rid, state, owner, attempt = run
+        note = (f"Submitted for execution by agent {agent_id}" if state == "Scheduled"
+                else f"Claimed again by agent {agent_id}: agent {owner} is gone")
+        cur.execute("UPDATE flow_run SET agent_id = ? WHERE pk = ?", (agent_id, pk))
+        append_flow_transition(cur, pk, attempt, "Submitted", note, stamp)
+        self._runs.forget(rid)
 
     def _claimable(self, labels: Sequence[str], due: str) -> bool:
         """A read-only look first: an idle agent never takes the write lock."""
@@ -319,8 +364,8 @@ class OrchestrationSQL:
         now = ts(rows.utc_now())
 
         def write(cur: sqlite3.Cursor) -> str:
-            row = cur.execute("SELECT pk, state, attempt FROM flow_run WHERE id = ?",
-                              (run_id,)).fetchone()
+            row = cur.execute("SELECT pk, state, attempt FROM flow_run WHERE id = ?"
+                              f"{self._for_update}", (run_id,)).fetchone()
             if row is None:
                 raise UnknownRunError(f"no run with id {run_id!r}")
             pk, state, attempt = row
@@ -342,17 +387,17 @@ class OrchestrationSQL:
         stamp = ts(rows.utc_now())
 
         def write(cur: sqlite3.Cursor) -> None:
+            found = cur.execute(f"SELECT pk FROM flow_run WHERE id = ?{self._for_update}",
+                                (run_id,)).fetchone()
             info = rows.flow_run_info(cur, run_id)
             if info.state in states.QUEUED or info.state == "Running" \
                     or info.stored_state == "Success":
                 raise RunStillAliveError(
                     f"run {run_id} is {info.state}: only a run that ended without success "
                     "can be resumed")
-            pk = cur.execute("SELECT pk FROM flow_run WHERE id = ?", (run_id,)).fetchone()[0]
+            pk = found[0]
             if closing:
-                from cairnflow.statestore.sqlite_batch import RunCaches, write_transitions
-
-                write_transitions(cur, RunCaches(), closing, None)
+                self._write_closing(cur, closing)
             append_flow_transition(cur, pk, info.attempt, "Scheduled",
                                    "Resume requested: waiting for an agent", stamp)
             cur.execute("UPDATE flow_run SET scheduled_start = ?, labels = ?, agent_id = NULL, "
@@ -361,6 +406,12 @@ class OrchestrationSQL:
             self._runs.forget(run_id)
 
         self._transact(write, write=True)
+
+    def _write_closing(self, cur: sqlite3.Cursor, closing: Sequence[Transition]) -> None:
+        """Write the Crashed records that close a dead attempt, in this transaction."""
+        from cairnflow.statestore.sqlite_batch import RunCaches, write_transitions
+
+        write_transitions(cur, RunCaches(), closing, None)
 
     def list_cancel_requests(self, host: str) -> list[FlowRunInfo]:
         def read(cur: sqlite3.Cursor | None) -> list[FlowRunInfo]:

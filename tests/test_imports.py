@@ -1,0 +1,144 @@
+"""What a fresh process imports: only what the work at hand needs (issue 12, fixed costs).
+
+Each case runs in a new interpreter and reports ``sys.modules`` after the work,
+so these are facts about imports, not timings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cairnflow.cli import app
+
+HEAVY = ("sqlmodel", "sqlalchemy", "rich", "dask", "distributed", "starlette", "uvicorn",
+         "jinja2", "typer", "pydantic", "multiprocessing", "croniter")
+
+ONE_TASK_FLOW = """\
+from cairnflow import Flow, task
+
+@task
+def one():
+    return 1
+
+with Flow("one") as flow:
+    one()
+"""
+
+
+def _loaded(code: str, tmp_path: Path, *argv: str) -> list[str]:
+    """The top-level packages of HEAVY that ``code`` (run in a new process) imported."""
+    report = textwrap.dedent(f"""
+        import json, sys
+        {textwrap.indent(textwrap.dedent(code), "        ").strip()}
+        heavy = {HEAVY!r}
+        print(json.dumps(sorted({{m.split(".")[0] for m in sys.modules}} & set(heavy))))
+    """)
+    env = {**os.environ, "CAIRNFLOW_HOME": str(tmp_path / "home")}
+    env.pop("CAIRNFLOW_DB_URL", None)
+    done = subprocess.run([sys.executable, "-c", report, *argv], capture_output=True,
+                          text=True, env=env, cwd=tmp_path, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_import_cairnflow_loads_none_of_the_heavy_packages(tmp_path):
+    assert _loaded("import cairnflow", tmp_path) == []
+
+
+def test_defining_a_flow_loads_none_of_them(tmp_path):
+    (tmp_path / "one.py").write_text(ONE_TASK_FLOW)
+    assert _loaded("import runpy; runpy.run_path('one.py')", tmp_path) == []
+
+
+def test_executors_and_schedules_still_reachable_after_a_bare_import(tmp_path):
+    code = """
+        import cairnflow
+        from cairnflow import schedules
+        assert cairnflow.executors.LocalDaskExecutor(num_workers=2).num_workers == 2
+        assert schedules.IntervalSchedule is cairnflow.schedules.IntervalSchedule
+    """
+    assert "croniter" in _loaded(code, tmp_path)  # imported when asked for, not before
+
+
+def test_a_run_on_an_existing_store_loads_only_sqlite(tmp_path):
+    (tmp_path / "one.py").write_text(ONE_TASK_FLOW)
+    run = """
+        import cairnflow.runner.loading as loading
+        state = loading.load_flow_from_file(sys.argv[1]).run()
+        assert state.is_successful(), state
+    """
+    first = _loaded(run, tmp_path, "one.py")  # creates the store: SQLModel builds it
+    assert {"sqlmodel", "sqlalchemy"} <= set(first)
+    assert _loaded(run, tmp_path, "one.py") == []  # the store exists and is current
+    assert len(list((tmp_path / "home").glob("cairnflow.db"))) == 1
+
+
+@pytest.fixture(scope="module")
+def store_with_runs(tmp_path_factory):
+    from cairnflow import Flow, task
+    from cairnflow.statestore import open_store
+
+    @task
+    def one():
+        return 1
+
+    with Flow("one") as flow:
+        one()
+    path = tmp_path_factory.mktemp("runs") / "cairnflow.db"
+    store = open_store(f"sqlite:///{path}")
+    try:
+        for _ in range(2):
+            assert flow.run(store=store).is_successful()
+    finally:
+        store.close()
+    return path
+
+
+@pytest.mark.parametrize("args", [
+    ["runs", "ls", "--json", "--limit", "1"],
+    ["runs", "ls", "--flow=one", "--state", "success", "--json"],
+    ["runs", "ls", "--json", "--flow", "other"],
+])
+def test_runs_ls_json_prints_what_the_typer_command_prints_without_typer(
+        store_with_runs, tmp_path, args):
+    db = ["--db", str(store_with_runs)]
+    code = """
+        from cairnflow.cli import main
+        sys.argv = ["cairnflow", *sys.argv[1:]]
+        main()
+    """
+    env = {**os.environ}
+    report = textwrap.dedent(code) + "\nimport json\nprint(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & {'typer', 'rich', 'pydantic', 'sqlmodel'})))\n"
+    done = subprocess.run([sys.executable, "-c", "import sys\n" + report, *args, *db],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    *printed, loaded = done.stdout.splitlines()
+    assert json.loads(loaded) == []
+    expected = CliRunner().invoke(app, [*args, *db])
+    assert expected.exit_code == 0
+    assert "\n".join(printed) + "\n" == expected.output
+    assert len(json.loads(expected.output)) == {"1": 1, "other": 0}.get(args[-1], 2)
+    assert all(r["flow_name"] == "one" for r in json.loads(expected.output))
+
+
+@pytest.mark.parametrize("args, status, says", [
+    (["runs", "ls", "--json", "--state", "bogus"], 2, "is not a state"),
+    (["runs", "ls", "--json", "--limit", "x"], 2, "--limit"),
+    (["runs", "ls", "--json", "--nope"], 2, "No such option"),
+    (["runs", "ls", "--json", "--help"], 0, "List runs"),
+])
+def test_what_the_quick_path_does_not_understand_is_typers_to_report(
+        store_with_runs, args, status, says):
+    done = subprocess.run([sys.executable, "-m", "cairnflow.cli", *args, "--db",
+                           str(store_with_runs)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == status, done.stderr
+    assert says in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
