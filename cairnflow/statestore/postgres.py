@@ -46,8 +46,8 @@ from cairnflow.statestore.postgres_orch import OrchestrationPG
 from cairnflow.statestore.postgres_policy import Cursor, display_url
 from cairnflow.statestore.serialize import SerializedResult
 from cairnflow.statestore.sqlite_batch import NOT_MAPPED, RunCaches, StaleCache, plan_transitions
-from cairnflow.statestore.sqlite_orch import delete_run_rows
-from cairnflow.statestore.sqlite_rows import is_finished, ts
+from cairnflow.statestore.sqlite_orch import delete_runs_by_id, prune_finished
+from cairnflow.statestore.sqlite_rows import ts
 
 __all__ = ["PostgresStore"]
 
@@ -305,32 +305,13 @@ class PostgresStore(OrchestrationPG, StateStore):
         ids = list(dict.fromkeys(run_ids))
         if not ids:
             return 0
-
-        def write(cur: Cursor) -> list[str]:
-            found = cur.execute("SELECT id, pk FROM flow_run WHERE id = ANY(?) FOR UPDATE",
-                                (ids,)).fetchall()
-            for _, pk in found:
-                delete_run_rows(cur, pk)
-            return [rid for rid, _ in found]
-
-        return len(self._forget(self._transact(write, write=True)))
+        return len(self._forget(self._transact(
+            lambda cur: delete_runs_by_id(cur, ids, " FOR UPDATE"), write=True)))
 
     def prune(self, older_than: datetime) -> int:
         cutoff = ts(require_aware(older_than, "older_than"))
-
-        def write(cur: Cursor) -> list[str]:
-            now = rows.utc_now()
-            old = cur.execute(
-                "SELECT id, state, pid, host, updated_at, pk, process_start FROM flow_run "
-                "WHERE created_at < ? FOR UPDATE", (cutoff,)).fetchall()
-            gone = []
-            for rid, state, pid, host, updated_at, pk, started in old:
-                if is_finished(rows.reported_state(state, pid, host, updated_at, now, started)):
-                    delete_run_rows(cur, pk)
-                    gone.append(rid)
-            return gone
-
-        return len(self._forget(self._transact(write, write=True)))
+        return len(self._forget(self._transact(
+            lambda cur: prune_finished(cur, cutoff, " FOR UPDATE"), write=True)))
 
     def _forget(self, run_ids: list[str]) -> list[str]:
         with self._lock:

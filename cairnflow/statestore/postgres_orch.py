@@ -31,9 +31,7 @@ from typing import Any
 from cairnflow.statestore import sqlite_rows as rows
 from cairnflow.statestore.base import FlowRunInfo, Transition, is_owner_alive, labels_match
 from cairnflow.statestore.sqlite_batch import RunCaches, plan_transitions, ts
-from cairnflow.statestore.sqlite_orch import (
-    _INSERT_RUN, OrchestrationSQL, _json_list, append_flow_transition,
-)
+from cairnflow.statestore.sqlite_orch import _INSERT_RUN, OrchestrationSQL, _json_list
 
 __all__ = ["OrchestrationPG"]
 
@@ -85,15 +83,11 @@ class OrchestrationPG(OrchestrationSQL):
             if not wanted:
                 return []
             claimed: list[str] = []
-            for pk, rid, state, owner, attempt in cur.execute(
-                    _LOCK_DUE, (wanted, due, limit)).fetchall():
+            for run in cur.execute(_LOCK_DUE, (wanted, due, limit)).fetchall():
+                _, rid, state, owner, _ = run
                 if state == "Submitted" and not gone(owner):
                     continue  # claimed by a live agent since it was read
-                note = (f"Submitted for execution by agent {agent_id}" if state == "Scheduled"
-                        else f"Claimed again by agent {agent_id}: agent {owner} is gone")
-                cur.execute("UPDATE flow_run SET agent_id = ? WHERE pk = ?", (agent_id, pk))
-                append_flow_transition(cur, pk, attempt, "Submitted", note, stamp)
-                self._runs.forget(rid)
+                self._submit(cur, agent_id, run, stamp)
                 claimed.append(rid)
             return claimed
 

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from cairnflow.exceptions import SchemaVersionError, StoreError
+from cairnflow.exceptions import StoreError
 
 __all__ = ["SCHEMES", "is_postgres_url", "conninfo_from_url", "display_url", "connect",
            "stored_version", "ensure_schema", "check_schema_readable", "MIGRATIONS",
@@ -182,26 +182,11 @@ def stored_version(cur: Any, where: str) -> int | None:
     return int(row[0])
 
 
-def _refuse_newer(version: int | None, where: str) -> None:
-    from cairnflow.statestore.sqlite_policy import SCHEMA_VERSION
-
-    if version is not None and version > SCHEMA_VERSION:
-        raise SchemaVersionError(
-            f"the cairnflow database {where} was written by a newer cairnflow (schema "
-            f"{version}, this one reads up to {SCHEMA_VERSION}): upgrade cairnflow")
-
-
 def check_schema_readable(cur: Any, where: str) -> bool:
     """For a reader: True when the database holds a current schema, False if none."""
-    from cairnflow.statestore.sqlite_policy import SCHEMA_VERSION
+    from cairnflow.statestore.sqlite_policy import readable_version
 
-    version = stored_version(cur, where)
-    _refuse_newer(version, where)
-    if version is not None and version < SCHEMA_VERSION:
-        raise StoreError(
-            f"the cairnflow database {where} has schema {version}, older than this "
-            f"cairnflow's {SCHEMA_VERSION}: run any flow against it once to upgrade it")
-    return version is not None
+    return readable_version(stored_version(cur, where), where)
 
 
 def ensure_schema(conn: Any, where: str) -> None:
@@ -213,11 +198,11 @@ def ensure_schema(conn: Any, where: str) -> None:
     and of two processes opening a new database, one creates the schema and
     the other finds it.
     """
-    from cairnflow.statestore.sqlite_policy import SCHEMA_VERSION
+    from cairnflow.statestore.sqlite_policy import SCHEMA_VERSION, refuse_newer, upgrade
 
     with conn.cursor() as cur:
         version = stored_version(cur, where)
-        _refuse_newer(version, where)
+        refuse_newer(version, where)
         conn.rollback()
         if version == SCHEMA_VERSION:
             return
@@ -226,19 +211,13 @@ def ensure_schema(conn: Any, where: str) -> None:
             # that held it before committed.
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             version = stored_version(cur, where)  # another process may have done it
-            _refuse_newer(version, where)
+            refuse_newer(version, where)
             if version is None:
                 _create_schema(cur)
                 cur.execute("INSERT INTO schema_version (id, version) VALUES (1, %s)",
                             (SCHEMA_VERSION,))
             else:
-                for step in range(version + 1, SCHEMA_VERSION + 1):
-                    migrate = MIGRATIONS.get(step)
-                    if migrate is None:
-                        raise StoreError(f"no migration from schema {step - 1} to {step}: "
-                                         f"this cairnflow cannot upgrade the database {where}")
-                    migrate(cur)
-                    cur.execute("UPDATE schema_version SET version = %s", (step,))
+                upgrade(cur, version, where, MIGRATIONS, "UPDATE schema_version SET version = %s")
             conn.commit()
         except BaseException:
             if not conn.broken:

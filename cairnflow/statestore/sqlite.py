@@ -40,11 +40,11 @@ from cairnflow.statestore.base import (
 )
 from cairnflow.statestore.result_files import ResultFiles, StoredFile
 from cairnflow.statestore.serialize import SerializedResult
-from cairnflow.statestore.sqlite_orch import OrchestrationSQL
+from cairnflow.statestore.sqlite_orch import OrchestrationSQL, delete_runs_by_id, prune_finished
 from cairnflow.statestore.sqlite_batch import (
-    NOT_MAPPED, RUN_SHIFT, RunCaches, StaleCache, check_attempts, run_range, write_transitions,
+    NOT_MAPPED, RUN_SHIFT, RunCaches, StaleCache, check_attempts, write_transitions,
 )
-from cairnflow.statestore.sqlite_rows import is_finished, ts
+from cairnflow.statestore.sqlite_rows import ts
 
 __all__ = ["SQLiteStore", "LARGE_RESULT_BYTES", "path_from_url"]
 
@@ -69,14 +69,6 @@ _HEARTBEAT = ("UPDATE flow_run SET updated_at = ? WHERE id = ? "
               "AND (? IS NULL OR attempt = ?)")
 
 # Everything a run owns, by the range of its row ids (see models), then the run.
-_DELETE_RUN_ROWS = (
-    "DELETE FROM state_transition WHERE id BETWEEN ? AND ?",
-    "DELETE FROM task_result WHERE task_run_id BETWEEN ? AND ?",
-    "DELETE FROM task_run WHERE id BETWEEN ? AND ?",
-    "DELETE FROM log_record WHERE id BETWEEN ? AND ?",
-)
-
-
 def path_from_url(url: str) -> str:
     """The database path named by a ``sqlite:///`` URL or a plain path.
 
@@ -381,34 +373,13 @@ class SQLiteStore(OrchestrationSQL, StateStore):
         ids = list(dict.fromkeys(run_ids))
         if not ids:
             return 0
-
-        def write(cur: sqlite3.Cursor) -> list[str]:
-            gone = []
-            for rid in ids:
-                found = cur.execute("SELECT pk FROM flow_run WHERE id = ?", (rid,)).fetchone()
-                if found is not None:
-                    _delete_run(cur, found[0])
-                    gone.append(rid)
-            return gone
-
-        return len(self._forget(self._transact(write, write=True)))
+        return len(self._forget(self._transact(
+            lambda cur: delete_runs_by_id(cur, ids), write=True)))
 
     def prune(self, older_than: datetime) -> int:
         cutoff = ts(require_aware(older_than, "older_than"))
-
-        def write(cur: sqlite3.Cursor) -> list[str]:
-            now = rows.utc_now()
-            old = cur.execute(
-                "SELECT id, state, pid, host, updated_at, pk, process_start FROM flow_run "
-                "WHERE created_at < ?", (cutoff,)).fetchall()
-            gone = []
-            for rid, state, pid, host, updated_at, pk, started in old:
-                if is_finished(rows.reported_state(state, pid, host, updated_at, now, started)):
-                    _delete_run(cur, pk)
-                    gone.append(rid)
-            return gone
-
-        return len(self._forget(self._transact(write, write=True)))
+        return len(self._forget(self._transact(
+            lambda cur: prune_finished(cur, cutoff), write=True)))
 
     def _forget(self, run_ids: list[str]) -> list[str]:
         """After deleting runs: drop their cached ids and their result files."""
@@ -553,9 +524,3 @@ def _insert_logs(cur: sqlite3.Cursor, values: list[dict[str, Any]]) -> None:
         raise UnknownRunError(f"no run with id {', '.join(map(repr, ids))}")
 
 
-def _delete_run(cur: sqlite3.Cursor, pk: int) -> None:
-    """Delete run ``pk`` with every row it owns."""
-    span = run_range(pk)
-    for sql in _DELETE_RUN_ROWS:
-        cur.execute(sql, span)
-    cur.execute("DELETE FROM flow_run WHERE pk = ?", (pk,))

@@ -114,6 +114,33 @@ def delete_run_rows(cur: sqlite3.Cursor, pk: int) -> None:
     cur.execute("DELETE FROM flow_run WHERE pk = ?", (pk,))
 
 
+def delete_runs_by_id(cur: sqlite3.Cursor, run_ids: Sequence[str], lock: str = "") -> list[str]:
+    """Delete the runs of ``run_ids`` that exist (``lock``: the store's row lock
+    clause); return their ids."""
+    gone = []
+    for rid in run_ids:
+        found = cur.execute(f"SELECT pk FROM flow_run WHERE id = ?{lock}", (rid,)).fetchone()
+        if found is not None:
+            delete_run_rows(cur, found[0])
+            gone.append(rid)
+    return gone
+
+
+def prune_finished(cur: sqlite3.Cursor, cutoff: str, lock: str = "") -> list[str]:
+    """Delete the runs created before ``cutoff`` that have ended (as readers see
+    them: a dead process's run counts as Crashed); return their ids."""
+    now = rows.utc_now()
+    old = cur.execute(
+        "SELECT id, state, pid, host, updated_at, pk, process_start FROM flow_run "
+        f"WHERE created_at < ?{lock}", (cutoff,)).fetchall()
+    gone = []
+    for rid, state, pid, host, updated_at, pk, started in old:
+        if states.is_finished(rows.reported_state(state, pid, host, updated_at, now, started)):
+            delete_run_rows(cur, pk)
+            gone.append(rid)
+    return gone
+
+
 class OrchestrationSQL:
     """``StateStore``'s orchestration methods over SQLite (mixed into ``SQLiteStore``)."""
 
@@ -296,11 +323,7 @@ class OrchestrationSQL:
                     continue
                 if state == "Submitted" and not gone(owner):
                     continue
-                note = (f"Submitted for execution by agent {agent_id}" if state == "Scheduled"
-                        else f"Claimed again by agent {agent_id}: agent {owner} is gone")
-                cur.execute("UPDATE flow_run SET agent_id = ? WHERE pk = ?", (agent_id, pk))
-                append_flow_transition(cur, pk, attempt, "Submitted", note, stamp)
-                self._runs.forget(rid)
+                self._submit(cur, agent_id, (pk, rid, state, owner, attempt), stamp)
                 claimed.append(rid)
             return claimed
 
@@ -308,6 +331,16 @@ class OrchestrationSQL:
             return []
         ids = self._transact(write, write=True)
         return [self.get_flow_run(rid) for rid in ids]  # type: ignore[attr-defined]
+
+    def _submit(self, cur: sqlite3.Cursor, agent_id: str, run: tuple, stamp: str) -> None:
+        """Claim one run for ``agent_id``: ``Submitted`` by it (``run`` is its pk, id,
+        state, agent and attempt)."""
+        pk, rid, state, owner, attempt = run
+        note = (f"Submitted for execution by agent {agent_id}" if state == "Scheduled"
+                else f"Claimed again by agent {agent_id}: agent {owner} is gone")
+        cur.execute("UPDATE flow_run SET agent_id = ? WHERE pk = ?", (agent_id, pk))
+        append_flow_transition(cur, pk, attempt, "Submitted", note, stamp)
+        self._runs.forget(rid)
 
     def _claimable(self, labels: Sequence[str], due: str) -> bool:
         """A read-only look first: an idle agent never takes the write lock."""

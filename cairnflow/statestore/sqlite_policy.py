@@ -236,7 +236,8 @@ def _stored_version(cur: sqlite3.Cursor) -> int | None:
     return int(row[0])
 
 
-def _refuse_newer(version: int | None, where: str) -> None:
+def refuse_newer(version: int | None, where: str) -> None:
+    """Refuse (``SchemaVersionError``) a database written by a newer cairnflow."""
     if version is not None and version > SCHEMA_VERSION:
         raise SchemaVersionError(
             f"the cairnflow database {where} was written by a newer cairnflow (schema "
@@ -254,14 +255,19 @@ def probe_schema_version(path: str, busy_timeout: float) -> int | None:
         version = in_transaction(conn, _stored_version, write=False)
     finally:
         conn.close()
-    _refuse_newer(version, path)
+    refuse_newer(version, path)
     return version
 
 
 def check_schema_readable(cur: sqlite3.Cursor, where: str) -> bool:
     """For a reader: True when the database holds a current schema, False if empty."""
-    version = _stored_version(cur)
-    _refuse_newer(version, where)
+    return readable_version(_stored_version(cur), where)
+
+
+def readable_version(version: int | None, where: str) -> bool:
+    """A reader's rule on a stored schema version (any store): True when current,
+    False when there is no schema; a newer or older one is refused."""
+    refuse_newer(version, where)
     if version is not None and version < SCHEMA_VERSION:
         raise StoreError(
             f"the cairnflow database {where} has schema {version}, older than this "
@@ -276,19 +282,26 @@ def ensure_schema(cur: sqlite3.Cursor, where: str) -> None:
     transactional in SQLite), so a failed upgrade leaves the database as it was.
     """
     version = _stored_version(cur)
-    _refuse_newer(version, where)
+    refuse_newer(version, where)
     if version is None:
         _create_schema(cur)
         cur.execute("INSERT INTO schema_version (id, version) VALUES (1, ?)",
                     (SCHEMA_VERSION,))
         return
+    upgrade(cur, version, where, MIGRATIONS, "UPDATE schema_version SET version = ?")
+
+
+def upgrade(cur: Any, version: int, where: str, migrations: dict[int, Callable[[Any], None]],
+            set_version: str) -> None:
+    """Run ``migrations`` from ``version`` up to ``SCHEMA_VERSION`` (any store; inside
+    the caller's transaction), recording each step with ``set_version``."""
     for step in range(version + 1, SCHEMA_VERSION + 1):
-        migrate = MIGRATIONS.get(step)
+        migrate = migrations.get(step)
         if migrate is None:
             raise StoreError(f"no migration from schema {step - 1} to {step}: "
                              f"this cairnflow cannot upgrade the database {where}")
         migrate(cur)
-        cur.execute("UPDATE schema_version SET version = ?", (step,))
+        cur.execute(set_version, (step,))
 
 
 def _add_missing(cur: sqlite3.Cursor) -> None:
