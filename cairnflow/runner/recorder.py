@@ -20,7 +20,13 @@ Group commit: threads append to the buffer under a short lock of its own, and
 write under another, so while one thread's commit is in flight the others'
 transitions gather in the buffer; the next commit carries them all, and a
 thread whose durable transition a peer's commit carried returns at once. A
-map on a thread pool so commits less often than once per task.
+map on a thread pool so commits less often than once per task. A thread with
+a durable transition does not queue for the write lock: it takes the lock if
+it is free, else waits to be told of the next commit and returns if that
+carried its transition. (Queueing for the lock just to learn that a peer had
+written it starved such threads: Python's locks are not fair, so the two or
+three threads cycling fastest kept retaking the lock and committed a task or
+two each time, while the others waited.)
 
 Fencing: every write names this attempt, and the store refuses it
 (``FencedOutError``) once another process has taken the run over. From then
@@ -82,6 +88,7 @@ class Recorder:
         self._logs: list[LogEntry] = []
         self._lock = threading.RLock()  # writes; a log record emitted while writing must not deadlock
         self._buffer_lock = threading.Lock()  # the buffers; never held while waiting for _lock
+        self._committed_changed = threading.Condition(self._buffer_lock)  # after each write
         self._appended = 0  # transitions appended by ``transition``
         self._committed = 0  # how many of those are committed
         self._wake = threading.Event()
@@ -107,11 +114,29 @@ class Recorder:
             self._appended += 1
             mine = self._appended
         if durable:
-            with self._lock:
-                if self._committed < mine:  # else a peer's commit carried it
-                    self._flush_locked()
+            self._commit_through(mine)
         if self.on_transition is not None:
             self.on_transition(record)
+
+    def _commit_through(self, mine: int) -> None:
+        """Return once the ``mine``-th appended transition is committed: by this
+        thread if the write lock is free, else by the peer holding it, or the next."""
+        while True:
+            if self._lock.acquire(blocking=False):
+                try:
+                    if self._committed < mine:  # else a peer's commit carried it
+                        self._flush_locked()
+                finally:
+                    self._lock.release()
+                return
+            with self._buffer_lock:
+                if self._committed >= mine:
+                    return
+                # Told after each write, failed ones too (the timeout: a holder of
+                # the lock that is not writing, such as abort reading the store).
+                self._committed_changed.wait(0.05)
+                if self._committed >= mine:
+                    return
 
     def record(self, transitions: Sequence[Transition]) -> None:
         """Buffer transitions made elsewhere (already-built records, e.g. Pending)."""
@@ -225,14 +250,19 @@ class Recorder:
             self.store.record_transitions(batch, logs)
         except FencedOutError as exc:
             self.fenced = exc
+            with self._buffer_lock:
+                self._committed_changed.notify_all()
             raise
         except Exception:
             # Not written: kept, in order, for the next try (the caller sees the error).
             # (On Ctrl-C the batch is dropped: it may have committed; see ``abort``.)
             with self._buffer_lock:
                 self._pending[:0], self._logs[:0] = batch, logs
+                self._committed_changed.notify_all()
             raise
-        self._committed = max(self._committed, upto)
+        with self._buffer_lock:
+            self._committed = max(self._committed, upto)
+            self._committed_changed.notify_all()
 
     def log_record(self, record: logging.LogRecord) -> None:
         """Buffer a log record with the task run of the current context (a log sink).
