@@ -117,7 +117,13 @@ class FlowRunner:
         # Prefect 1's sequence: a flow run starts Scheduled, then Running, then final
         running = self._handle_flow_state(Running("Running flow."),
                                           old=Scheduled("Flow run scheduled."))
-        run.recorder.start(run.record, running, before=run.crashed)
+        # Every task run the run knows of starts Pending, in the start's transaction
+        # (on resume, only those without a history yet: the others keep theirs).
+        known, slugs = run.prior_states, flow.slugs
+        pending = run.recorder.pending(
+            [(slugs[t], t.name, None) for t in order if (slugs[t], None) not in known],
+            running.timestamp)
+        run.recorder.start(run.record, running, before=run.crashed, after=pending)
         token = enter_context(run.base_context)
         try:
             log.info("Beginning flow run %r (run %s, attempt %d)", flow.name, run.record.id,
@@ -281,6 +287,8 @@ class FlowRunner:
         upstream = [(e, self.states[e.upstream_task]) for e in edges]
         parent_level = [s for _, s in upstream if not isinstance(s, Mapped)]
         state = self._check_map_ready(task, slug, upstream, parent_level)
+        if isinstance(state, Pending):
+            return state  # behind a Paused task: still Pending, as recorded at the start
         if state is not None:
             return self.task_runner.enter(task, slug, None, state)
         columns: list[tuple[Any, list[Any], list[State] | None]] = []
@@ -310,9 +318,18 @@ class FlowRunner:
                     inputs[edge.key] = values[i]
                 states.append(child_states[i] if child_states else self.states[edge.upstream_task])
             plan.append((states, inputs, child_edges))
-        prior = self.run.prior_states.get((slug, None))
+        # The children start Pending when their map expands, in the Mapped's transaction
+        # (on resume, those the map had before keep their history).
+        known = self.run.prior_states
+        mapped = Mapped(_mapped_message(len(plan)))
+        children = self.run.recorder.pending(
+            [(slug, task.name, i) for i in range(len(plan)) if (slug, i) not in known],
+            mapped.timestamp)
+        prior = known.get((slug, None))
         if prior is None or prior.state != "Mapped":
-            self.task_runner.enter(task, slug, None, Mapped(_mapped_message(len(plan))))
+            self.task_runner.enter(task, slug, None, mapped, then=children)
+        elif children:
+            self.run.recorder.record(children)
         return plan
 
     def _check_map_ready(self, task: Task, slug: str, upstream: list[tuple[Any, State]],

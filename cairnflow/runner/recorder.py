@@ -43,13 +43,14 @@ import signal
 import threading
 from collections.abc import Callable
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from datetime import datetime
+from typing import Iterable, Iterator, Sequence
 
 import pendulum
 
 from cairnflow.context import current
 from cairnflow.exceptions import FencedOutError
-from cairnflow.states import INTERRUPTIBLE, State
+from cairnflow.states import INTERRUPTIBLE, Pending, State
 from cairnflow.statestore.base import (
     HEARTBEAT_SECONDS, FlowRunRecord, LogEntry, StateStore, Transition,
 )
@@ -97,9 +98,11 @@ class Recorder:
 
     def transition(self, slug: str | None, name: str | None, map_index: int | None,
                    state: State, result: SerializedResult | None = None,
-                   durable: bool = False) -> None:
+                   durable: bool = False, then: Sequence[Transition] = ()) -> None:
         """Record that a task run (``slug`` None: the flow run) entered ``state``.
 
+        ``then`` (a map's children's first ``Pending``, see ``pending``) is
+        buffered right behind it, so that both are committed in one transaction.
         Once the attempt has ended (``end``), this records nothing: task code
         still running in a thread when a run was interrupted finishes unrecorded.
         """
@@ -111,12 +114,26 @@ class Recorder:
             if self._ended:
                 return
             self._pending.append(record)
+            if then:
+                self._pending.extend(then)
             self._appended += 1
             mine = self._appended
         if durable:
             self._commit_through(mine)
         if self.on_transition is not None:
             self.on_transition(record)
+            for t in then:
+                self.on_transition(t)
+
+    def pending(self, task_runs: Iterable[tuple[str, str | None, int | None]],
+                when: datetime) -> list[Transition]:
+        """The first transition of task runs (slug, task name, map index) the run now
+        knows of: ``Pending`` at ``when``. They ride with a transition that is
+        committed anyway: the attempt's start (``start``), a map's ``Mapped``
+        (``transition(..., then=...)``)."""
+        run_id, attempt, pending = self.flow_run_id, self.attempt, Pending.__name__
+        return [Transition(run_id, attempt, slug, name, map_index, pending, None, when)
+                for slug, name, map_index in task_runs]
 
     def _commit_through(self, mine: int) -> None:
         """Return once the ``mine``-th appended transition is committed: by this
@@ -151,8 +168,9 @@ class Recorder:
     def start(self, record: FlowRunRecord, state: State,
               before: Sequence[Transition] = (), after: Sequence[Transition] = ()) -> None:
         """Start the attempt in one transaction: its run record, ``before`` (the dead
-        attempt's Crashed records), the flow run's ``state`` and ``after`` (the task
-        runs' first Pending)."""
+        attempt's Crashed records), the flow run's ``state`` and ``after`` (the first
+        ``Pending`` of every task run the run knows of that has no history yet, see
+        ``pending``): one commit, however many tasks the flow has."""
         first = Transition(self.flow_run_id, self.attempt, None, record.flow_name, None,
                            state.name, state.message, state.timestamp)
         self.store.record_flow_run(record, [*before, first, *after])
