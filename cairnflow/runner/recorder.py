@@ -63,6 +63,7 @@ def message_with_traceback(record: logging.LogRecord) -> str:
 
 
 _FORMATTER = logging.Formatter()
+_new_tuple = tuple.__new__
 
 
 class Recorder:
@@ -95,8 +96,9 @@ class Recorder:
         Once the attempt has ended (``end``), this records nothing: task code
         still running in a thread when a run was interrupted finishes unrecorded.
         """
-        record = Transition(self.flow_run_id, self.attempt, slug, name, map_index,
-                            state.name, state.message, entered_at(state), result)
+        # tuple.__new__: a NamedTuple's own __new__ is a Python function (two per task)
+        record = _new_tuple(Transition, (self.flow_run_id, self.attempt, slug, name, map_index,
+                                         state.name, state.message, entered_at(state), result))
         with self._buffer_lock:
             if self.fenced is not None:
                 raise self.fenced
