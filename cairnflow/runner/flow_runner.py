@@ -12,7 +12,8 @@ import logging
 import re
 from collections import deque
 from collections.abc import Callable, Iterable, Sized
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import Future
+from queue import SimpleQueue
 from typing import Any
 
 import pendulum
@@ -176,6 +177,7 @@ class FlowRunner:
         ready = deque(t for t in order if waiting[t] == 0)
         running: dict[Future, tuple[Task, int | None]] = {}
         children: dict[Task, list[State | None]] = {}
+        unfinished: dict[Task, int] = {}  # children of each mapped task still running
 
         def done(task: Task, state: State) -> None:
             self.states[task] = state
@@ -185,7 +187,16 @@ class FlowRunner:
                 if waiting[downstream] == 0:
                     ready.append(downstream)
 
-        submit = self.run.executor.submit
+        # Finished futures arrive on a queue (their done callback): waiting on every
+        # running future at each turn cost O(running) per finished task run.
+        finished_runs: SimpleQueue[Future] = SimpleQueue()
+        executor_submit = self.run.executor.submit
+
+        def submit(fn: Callable[..., State], *args: Any) -> Future:
+            future = executor_submit(fn, *args)
+            future.add_done_callback(finished_runs.put)
+            return future
+
         given = self.run.given_states
         while ready or running:
             while ready:
@@ -204,11 +215,16 @@ class FlowRunner:
                     done(task, _mapped([]))
                     continue
                 children[task] = [None] * len(plan)
+                unfinished[task] = len(plan)
                 for i, (ups, inputs, edges) in enumerate(plan):
                     future = submit(self.task_runner.run, task, self._slug(task), i, ups, inputs,
                                     edges)
                     running[future] = (task, i)
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            if not running:
+                continue
+            finished = [finished_runs.get()]
+            while not finished_runs.empty():
+                finished.append(finished_runs.get())
             for future in finished:
                 task, index = running.pop(future)
                 state = future.result()  # an engine or store error stops the run here
@@ -217,7 +233,8 @@ class FlowRunner:
                     continue
                 siblings = children[task]
                 siblings[index] = state
-                if all(s is not None for s in siblings):
+                unfinished[task] -= 1
+                if not unfinished[task]:
                     done(task, _mapped(siblings))
             if not ready:
                 self.run.recorder.flush()  # nothing new starts: commit what just finished
