@@ -25,6 +25,9 @@ skewed by the machine being slower for one row than for the floor.
 
     python benchmarks/store.py           # everything (a few minutes)
     python benchmarks/store.py --quick   # 2,000 tasks, 20,000 children
+    python benchmarks/store.py --against /tmp/before --durable-only
+        # also every cairnflow row with the cairnflow package in /tmp/before (e.g.
+        # `git archive COMMIT | tar -x -C /tmp/before`), in the same rounds: before/after
 
 Targets: durable cost per task at most 3x the raw floor (on each store, its own
 floor); on PostgreSQL the threaded map cheaper per task than the chain; resume
@@ -215,19 +218,29 @@ def _in_subprocess(kind: str, *args: str, env: dict | None = None) -> dict:
         return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _interleaved(n: int, repeat: int) -> dict:
+def _interleaved(n: int, repeat: int, against: str | None = None) -> dict:
     """Each row's median over ``repeat`` rounds; a round measures every row once, so
-    the floor and cairnflow share the machine's slow and fast moments alike."""
-    kinds = [("raw", "")] + [(shape, durability) for shape in ("chain", "map")
-                             for durability in ("normal", "full")]
+    the floor and cairnflow share the machine's slow and fast moments alike. With
+    ``against`` (a directory holding another cairnflow package), each cairnflow row
+    is measured with that code too, right after this code's, as ``(shape,
+    durability, "before")``."""
+    kinds: list[tuple] = [("raw", "")]
+    for shape in ("chain", "map"):
+        for durability in ("normal", "full"):
+            kinds.append((shape, durability))
+            if against:
+                kinds.append((shape, durability, "before"))
     samples: dict = {kind: [] for kind in kinds}
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     for _ in range(repeat):
-        for shape, durability in kinds:
-            if shape == "raw":
-                samples["raw", ""].append(_in_subprocess("raw", str(n)))
-            else:
-                samples[shape, durability].append(_in_subprocess(
-                    "run", shape, str(n), env={"CAIRNFLOW_DURABILITY": durability}))
+        for kind in kinds:
+            if kind[0] == "raw":
+                samples[kind].append(_in_subprocess("raw", str(n)))
+                continue
+            shape, durability = kind[0], kind[1]
+            env = {"CAIRNFLOW_DURABILITY": durability,
+                   "PYTHONPATH": against if len(kind) == 3 else here}
+            samples[kind].append(_in_subprocess("run", shape, str(n), env=env))
     medians = {kind: sorted(rows_, key=lambda r: r["us_per_task"])[len(rows_) // 2]
                for kind, rows_ in samples.items()}
     medians["raw"] = medians.pop(("raw", ""))
@@ -266,6 +279,11 @@ def main() -> None:
                         help="rounds of measurements; each row reports its median")
     parser.add_argument("--pg-only", action="store_true",
                         help="only the PostgreSQL table (needs CAIRNFLOW_BENCH_PG_URL)")
+    parser.add_argument("--against", metavar="DIR",
+                        help="also measure each cairnflow row with the cairnflow in DIR "
+                             "(the code before a change), in the same rounds")
+    parser.add_argument("--durable-only", action="store_true",
+                        help="only the durable cost table (no resume, memory, PostgreSQL)")
     parser.add_argument("--one", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -281,7 +299,7 @@ def main() -> None:
             raise SystemExit("set CAIRNFLOW_BENCH_PG_URL to a PostgreSQL server's URL")
         _pg_table(n, args.repeat)
         return
-    rows = _interleaved(n, args.repeat)
+    rows = _interleaved(n, args.repeat, args.against)
     raw = rows["raw"]
     print(f"Durable cost per task ({n:,} tasks; raw floor = stdlib sqlite3, WAL, "
           "synchronous=NORMAL, 2 INSERT+COMMIT per task; median of "
@@ -292,11 +310,24 @@ def main() -> None:
     for kind, row in rows.items():
         if kind == "raw":
             continue
-        shape, durability = kind
+        shape, durability = kind[0], kind[1]
         label = f"cairnflow {shape}, synchronous={durability.upper()}"
+        if len(kind) == 3:
+            label = f"  before ({args.against})"[:44]
         print(f"{label:<44}{row['us_per_task']:>10.1f}"
               f"{row['us_per_task'] / raw['us_per_task']:>9.2f}"
               f"{row['transitions_per_s']:>15,.0f}")
+    if args.against:
+        print("\nAfter / before, per task (same rounds):")
+        for kind, row in rows.items():
+            if kind != "raw" and len(kind) == 2:
+                before = rows[(*kind, "before")]
+                print(f"  {kind[0]:<6} synchronous={kind[1].upper():<7}"
+                      f"{row['us_per_task'] / before['us_per_task']:>6.2f}x  "
+                      f"({row['transitions'] // n} vs {before['transitions'] // n} "
+                      "transitions per task)")
+    if args.durable_only:
+        return
     resumed = _in_subprocess("resume", str(n))
     print(f"\nResume of a {n:,}-task chain that failed at its last task: first task re-executed "
           f"after {resumed['to_first_task_s']:.3f} s (whole resume {resumed['whole_resume_s']:.3f} s)")

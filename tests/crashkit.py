@@ -205,7 +205,7 @@ def integrity(db_path: Path) -> str:
 START = None
 
 TASK_NEXT: dict[str | None, set[str]] = {
-    START: {"Running", "Mapped", "TriggerFailed", "Skipped", "Cached", "Paused", "Pending"},
+    START: {"Pending"},  # from when the run knew of it (a mapped child: its map expanded)
     "Running": {"Success", "Failed", "TimedOut", "Retrying", "Looped", "Crashed", "Skipped",
                 "Cancelled", "Paused"},
     "Retrying": {"Running", "Failed", "TriggerFailed", "Crashed", "Cancelled"},
@@ -215,11 +215,13 @@ TASK_NEXT: dict[str | None, set[str]] = {
     "TimedOut": {"Running", "TriggerFailed", "Skipped"},
     "TriggerFailed": {"Running", "TriggerFailed", "Skipped"},
     "Paused": {"Running", "TriggerFailed", "Skipped"},
-    "Pending": {"Running", "TriggerFailed", "Skipped", "Mapped"},
+    "Pending": {"Running", "Mapped", "TriggerFailed", "Skipped", "Cached", "Paused",
+                "Failed"},  # Failed: a map that could not expand
     "Cancelled": {"Running"},
     "Success": set(), "Cached": set(), "Skipped": set(), "Mapped": set(),
 }
-"""Which state may follow which in a task run's history (START: the first one).
+"""Which state may follow which in a task run's history (START: the first one, always
+``Pending``).
 A Running followed by a Running is a gap: the first attempt's end is missing."""
 
 FLOW_NEXT: dict[str | None, set[str]] = {

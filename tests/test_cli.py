@@ -641,7 +641,8 @@ def test_runs_history_json_shape(cli, finished_run):
         assert entry["timestamp"].endswith("+00:00")
     assert (history[0]["task"], history[0]["state"]) == (None, "Running")
     assert (history[-1]["task"], history[-1]["state"]) == (None, "Success")
-    assert [e["state"] for e in history if e["task"] == "add-1"] == ["Running", "Success"]
+    assert [e["state"] for e in history if e["task"] == "add-1"] == [
+        "Pending", "Running", "Success"]
 
 
 def test_runs_history_of_one_task(cli, finished_run):

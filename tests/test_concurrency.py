@@ -67,7 +67,7 @@ def four_processes_share(url: str, tmp_path: Path, cairnflow_home: Path) -> None
             by_task.setdefault((t.task_slug, t.map_index), []).append(t.state)
         assert by_task.pop((None, None)) == ["Running", "Success"]
         assert {tuple(states) for states in by_task.values()} == {
-            ("Running", "Success"), ("Mapped",)}
+            ("Pending", "Running", "Success"), ("Pending", "Mapped")}
     # every task's code ran once per run: 4 runs x (task runs - mapped parents - the List)
     lines = crashkit.read_executions(executions)
     assert len(lines) == 4 * (SHARED.task_runs - 3)

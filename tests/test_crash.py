@@ -104,15 +104,18 @@ def test_the_crash_checks_catch_gaps_repeated_work_and_code_run_before_its_runni
     # Written through the claim (not fenced), as no real attempt could write it.
     store.record_flow_run(FlowRunRecord("r", "f", "h", {}, None, None, None, None, 2,
                                         os.getpid(), socket.gethostname(), now), [
-        t(None, None, "Running", 1), t("a", None, "Running", 1), t("a", None, "Success", 1),
+        t(None, None, "Running", 1), t("a", None, "Pending", 1), t("a", None, "Running", 1),
+        t("a", None, "Success", 1), t("b", 0, "Pending", 1),
         t("b", 0, "Running", 1),  # attempt 1 dies; its Crashed is never recorded
         t(None, None, "Running", 2), t("b", 0, "Running", 2), t("b", 0, "Success", 2),
+        # e's history lacks its first Pending
         t("e", None, "Running", 2), t("e", None, "Success", 2), t(None, None, "Success", 2)])
 
     assert sorted(crashkit.history_problems("r", store)) == [
         "flow run: Running -> Running in [('Running', 1), ('Running', 2), ('Success', 2)]",
-        "task run ('b', 0): Running -> Running in [('Running', 1), ('Running', 2), "
-        "('Success', 2)]"]
+        "task run ('b', 0): Running -> Running in [('Pending', 1), ('Running', 1), "
+        "('Running', 2), ('Success', 2)]",
+        "task run ('e', None): start -> Running in [('Running', 2), ('Success', 2)]"]
     executions = [("a", None, 1), ("a", None, 2), ("b", 0, 1), ("b", 0, 2), ("b", 0, 2),
                   ("c", None, 1), ("e", None, 1)]
     assert crashkit.execution_problems("r", store, executions) == [
@@ -167,9 +170,12 @@ def test_sigkill_while_a_task_sleeps_shows_crashed_and_resume_finishes(
     assert executions.read_text().split("\n") == [
         "prepare 1", "slow 1", "slow 2", "finish 2", ""]  # prepare did not run again
     assert [(t.state, t.attempt) for t in store.get_history(run_id, "slow-1")] == [
-        ("Running", 1), ("Crashed", 1), ("Running", 2), ("Success", 2)]
+        ("Pending", 1), ("Running", 1), ("Crashed", 1), ("Running", 2), ("Success", 2)]
     assert [(t.state, t.attempt) for t in store.get_history(run_id, "prepare-1")] == [
-        ("Running", 1), ("Success", 1)]
+        ("Pending", 1), ("Running", 1), ("Success", 1)]
+    # known since attempt 1 (its Pending), it ran in attempt 2 only
+    assert [(t.state, t.attempt) for t in store.get_history(run_id, "finish-1")] == [
+        ("Pending", 1), ("Running", 2), ("Success", 2)]
     assert [(t.task_slug, t.state, t.attempt) for t in store.get_history(run_id)
             if t.task_slug is None] == [
         (None, "Running", 1), (None, "Crashed", 1), (None, "Running", 2), (None, "Success", 2)]

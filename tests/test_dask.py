@@ -201,7 +201,8 @@ def test_retries_are_recorded(local, tmp_path, cairnflow_home):
     assert state.is_successful()
     store = _store(cairnflow_home)
     run_id = state.context["flow_run_id"]
-    assert _states(store, run_id, "flaky-1") == ["Running", "Retrying", "Running", "Success"]
+    assert _states(store, run_id, "flaky-1") == [
+        "Pending", "Running", "Retrying", "Running", "Success"]
     assert marker.read_text() == "xx"
 
 
@@ -218,7 +219,7 @@ def test_timeout_is_recorded_and_the_abandoned_code_said_so(external, cairnflow_
     assert state.is_failed()
     store = _store(cairnflow_home)
     run_id = state.context["flow_run_id"]
-    assert _states(store, run_id, "sleepy-1") == ["Running", "TimedOut"]
+    assert _states(store, run_id, "sleepy-1") == ["Pending", "Running", "TimedOut"]
     [warning] = [e for e in store.get_logs(run_id) if "abandoned" in e.message]
     assert warning.task_slug == "sleepy-1"
     assert "may still be running on" in warning.message and "Dask worker" in warning.message
@@ -399,7 +400,8 @@ def test_sigkill_of_the_flow_process_then_resume_on_dask(own_cluster, external, 
     store = _store(cairnflow_home)
     [run] = store.list_runs()
     assert run.state == "Success"
-    assert _states(store, run.id, "slow-1") == ["Running", "Crashed", "Running", "Success"]
+    assert _states(store, run.id, "slow-1") == [
+        "Pending", "Running", "Crashed", "Running", "Success"]
     assert history_problems(run.id, store) == []
     assert store.load_resume_data(run.id).results  # results are there
 
@@ -418,8 +420,9 @@ def test_a_worker_killed_mid_task_is_recorded_truthfully(external, tmp_path, cai
     store = _store(cairnflow_home)
     [run] = store.list_runs()
     history = store.get_history(run.id, "slow-1")
-    assert [t.state for t in history] == ["Running", "Retrying", "Running", "Success"]
-    assert "was lost; Dask started it again" in history[1].message
+    assert [t.state for t in history] == [
+        "Pending", "Running", "Retrying", "Running", "Success"]
+    assert "was lost; Dask started it again" in history[2].message
     assert history_problems(run.id, store) == []
     shown = subprocess.run([sys.executable, "-m", "cairnflow.cli", "runs", "show", "last",
                             "--json"], env=_env(CAIRNFLOW_HOME=str(cairnflow_home)),

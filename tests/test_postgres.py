@@ -78,7 +78,7 @@ def test_row_ids_need_and_get_64_bits(pg_url):
     [(pk,)] = sql(pg_url, "SELECT pk FROM flow_run WHERE id = %s", (run_id,))
     assert pk == 2000000001
     ids = [row[0] for row in sql(pg_url, "SELECT id FROM state_transition ORDER BY id")]
-    assert all(i >> 32 == pk for i in ids) and len(ids) == 6
+    assert all(i >> 32 == pk for i in ids) and len(ids) == 8  # 2 per run, 3 per task
     with _reader(pg_url) as store:
         assert [t.state for t in store.get_task_runs(run_id)] == ["Success", "Success"]
         assert load(store.load_result(run_id, "add-2")) == 6

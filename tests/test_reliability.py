@@ -288,7 +288,7 @@ def test_a_run_taken_over_from_another_host_stops_at_once_and_records_nothing_mo
     store = world.store()
     try:
         assert [(t.state, t.attempt) for t in store.get_history(run_id, "hold-1")] == [
-            ("Running", 1), ("Crashed", 1), ("Running", 2), ("Success", 2)]
+            ("Pending", 1), ("Running", 1), ("Crashed", 1), ("Running", 2), ("Success", 2)]
         run = store.get_flow_run(run_id)
         assert (run.state, run.attempt, run.host) == ("Success", 2, "host-b")
     finally:

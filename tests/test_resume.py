@@ -129,7 +129,7 @@ def test_resumed_run_keeps_its_id_and_counts_attempts(tmp_path, calls, db_url):
     step7 = next(t for t in store.get_task_runs(run_id) if t.task_slug == "step7-1")
     assert (step7.state, step7.attempts) == ("Success", 2)
     assert [t.state for t in store.get_history(run_id, "step7-1")] == [
-        "Running", "Failed", "Running", "Success"]
+        "Pending", "Running", "Failed", "Running", "Success"]
 
 
 def test_map_with_failed_children_reruns_only_them_and_their_dependents(

@@ -201,6 +201,60 @@ def test_task_runs_are_listed_in_first_recorded_order(store):
     assert [t.task_slug for t in store.get_task_runs("run-1")] == ["c-1", "a-1", "b-1"]
 
 
+def test_a_start_records_the_first_pending_of_thousands_of_task_runs_at_once(store):
+    # The engine's start: the run record, its Running and every task run's Pending,
+    # in one call (one transaction), more rows than any one statement may carry.
+    n = 2_500
+    store.record_flow_run(run_record(), [tr("Running")] + [
+        tr("Pending", f"inc-{i}") for i in range(n)])
+    runs = store.get_task_runs("run-1")
+    assert [t.task_slug for t in runs] == [f"inc-{i}" for i in range(n)]
+    assert {(t.state, t.attempts, t.started_at, t.ended_at, t.has_result) for t in runs} == {
+        ("Pending", 0, None, None, False)}
+    assert len(store.get_history("run-1")) == n + 1
+    store.record_transitions([tr("Running", "inc-0", seconds=1),
+                              tr("Success", "inc-0", seconds=2, result=dump(1)),
+                              tr("Running", f"inc-{n - 1}", seconds=2)])
+    assert [t.state for t in store.get_history("run-1", "inc-0")] == [
+        "Pending", "Running", "Success"]
+    last = task_run(store, f"inc-{n - 1}")
+    assert (last.state, last.attempts, last.started_at) == ("Running", 1, T0.add(seconds=2))
+    assert [t.task_slug for t in store.get_task_runs("run-1")][:2] == ["inc-0", "inc-1"]
+
+
+def test_a_maps_children_start_pending_with_its_expansion_all_or_nothing(store):
+    started(store)
+    n = 3_000
+    children = [tr("Pending", "sq-1", map_index=i, seconds=1) for i in range(n)]
+    with pytest.raises(UnknownRunError):  # a large batch is still one unit
+        store.record_transitions([tr("Mapped", "sq-1", seconds=1), *children,
+                                  tr("Running", "a-1", run_id="nope")])
+    assert store.get_task_runs("run-1") == []
+    store.record_transitions([tr("Mapped", "sq-1", seconds=1), *children])
+    runs = store.get_task_runs("run-1")
+    assert [(t.map_index, t.state) for t in runs] == [(None, "Mapped")] + [
+        (i, "Pending") for i in range(n)]
+    store.record_transitions([tr("Running", "sq-1", map_index=7, seconds=2)])
+    assert [t.state for t in store.get_history("run-1", "sq-1") if t.map_index == 7] == [
+        "Pending", "Running"]
+
+
+def test_a_fenced_out_attempt_cannot_expand_a_map(store, dead_pid):
+    from cairnflow.exceptions import FencedOutError
+
+    started(store, pid=dead_pid)
+    store.record_flow_run(run_record(attempt=2, at=T0.add(minutes=1)),
+                          [tr("Crashed", seconds=59), tr("Running", seconds=60, attempt=2),
+                           tr("Pending", "sq-1", seconds=60, attempt=2)])
+    history = store.get_history("run-1")
+    with pytest.raises(FencedOutError):  # attempt 1 lost its claim: none of it is stored
+        store.record_transitions([tr("Mapped", "sq-1", seconds=61)] + [
+            tr("Pending", "sq-1", map_index=i, seconds=61) for i in range(500)])
+    assert store.get_history("run-1") == history
+    assert [(t.task_slug, t.map_index, t.state) for t in store.get_task_runs("run-1")] == [
+        ("sq-1", None, "Pending")]
+
+
 # -- history and logs -------------------------------------------------------------
 
 

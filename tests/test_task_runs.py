@@ -89,8 +89,9 @@ def test_retrying_state_is_recorded_between_attempts_with_its_message(memory_sto
     flow, _, _ = _run_one(flaky, memory_store, max_retries=2, retry_delay=timedelta(0))
     slug = next(iter(flow.slugs.values()))
     transitions = memory_store.get_history(memory_store.list_runs()[0].id, slug)
-    assert [t.state for t in transitions] == ["Running", "Retrying", "Running", "Success"]
-    assert transitions[1].message == "Retrying Task (after attempt 1 of 3)"
+    assert [t.state for t in transitions] == [
+        "Pending", "Running", "Retrying", "Running", "Success"]
+    assert transitions[2].message == "Retrying Task (after attempt 1 of 3)"
 
 
 def test_retry_waits_for_retry_delay(memory_store):
@@ -105,7 +106,7 @@ def test_retry_waits_for_retry_delay(memory_store):
                           retry_delay=timedelta(seconds=0.05))
     slug = next(iter(flow.slugs.values()))
     transitions = memory_store.get_history(memory_store.list_runs()[0].id, slug)
-    retrying, second_running = transitions[1], transitions[2]
+    retrying, second_running = transitions[2], transitions[3]
     assert retrying.state == "Retrying" and second_running.state == "Running"
     assert (second_running.timestamp - retrying.timestamp).total_seconds() >= 0.045
 
@@ -136,7 +137,8 @@ def test_retry_signal_runs_the_task_again_without_max_retries(memory_store):
     assert len(calls) == 2
     assert _task_runs(memory_store)[0].attempts == 2
     slug = next(iter(flow.slugs.values()))
-    assert _states_of(memory_store, slug) == ["Running", "Retrying", "Running", "Success"]
+    assert _states_of(memory_store, slug) == [
+        "Pending", "Running", "Retrying", "Running", "Success"]
 
 
 def test_task_run_count_counts_attempts(memory_store):
@@ -185,7 +187,8 @@ def test_timed_out_task_is_retried(memory_store):
     assert len(calls) == 2
     assert _task_runs(memory_store)[0].attempts == 2
     slug = next(iter(flow.slugs.values()))
-    assert _states_of(memory_store, slug) == ["Running", "Retrying", "Running", "TimedOut"]
+    assert _states_of(memory_store, slug) == [
+        "Pending", "Running", "Retrying", "Running", "TimedOut"]
 
 
 def test_timeout_succeeds_on_a_faster_retry(memory_store):
@@ -235,7 +238,8 @@ def test_loop_records_looped_between_iterations(memory_store):
 
     flow, _, _ = _run_one(twice, memory_store)
     slug = next(iter(flow.slugs.values()))
-    assert _states_of(memory_store, slug) == ["Running", "Looped", "Running", "Success"]
+    assert _states_of(memory_store, slug) == [
+        "Pending", "Running", "Looped", "Running", "Success"]
 
 
 # -- state handlers ----------------------------------------------------------------------
@@ -455,7 +459,7 @@ def test_cached_task_run_records_cached_without_running(memory_store):
     flow.run(store=memory_store)
     flow.run(store=memory_store)
     slug = flow.slugs[bound]
-    assert _states_of(memory_store, slug) == ["Cached"]
+    assert _states_of(memory_store, slug) == ["Pending", "Cached"]
 
 
 def test_all_inputs_validator_invalidates_on_different_input(memory_store):

@@ -27,6 +27,7 @@ def test_two_task_chain(memory_store):
     sa, sb = flow.slugs[first], flow.slugs[second]
     assert history(memory_store) == [
         (None, None, "Running"),
+        (sa, None, "Pending"), (sb, None, "Pending"),  # with the run's start: one commit
         (sa, None, "Running"), (sa, None, "Success"),
         (sb, None, "Running"), (sb, None, "Success"),
         (None, None, "Success"),
@@ -47,7 +48,7 @@ def test_retry(memory_store):
     flow.run(store=memory_store)
     s = flow.slugs[t]
     assert history(memory_store) == [
-        (None, None, "Running"),
+        (None, None, "Running"), (s, None, "Pending"),
         (s, None, "Running"), (s, None, "Retrying"), (s, None, "Running"), (s, None, "Success"),
         (None, None, "Success"),
     ]
@@ -64,7 +65,7 @@ def test_trigger_failure_goes_straight_to_trigger_failed(memory_store):
     flow.run(store=memory_store)
     su, sd = flow.slugs[up], flow.slugs[down]
     assert history(memory_store) == [
-        (None, None, "Running"),
+        (None, None, "Running"), (su, None, "Pending"), (sd, None, "Pending"),
         (su, None, "Running"), (su, None, "Failed"),
         (sd, None, "TriggerFailed"),
         (None, None, "Failed"),
@@ -79,7 +80,8 @@ def test_trigger_failure_message_is_recorded(memory_store):
     with Flow("trigger-message") as flow:
         down = a(upstream_tasks=[broken()])
     flow.run(store=memory_store)
-    [t] = memory_store.get_history(memory_store.list_runs()[0].id, flow.slugs[down])
+    pending, t = memory_store.get_history(memory_store.list_runs()[0].id, flow.slugs[down])
+    assert (pending.state, t.state) == ("Pending", "TriggerFailed")
     assert t.message == 'Trigger was "all_successful" but some of the upstream tasks failed.'
 
 
@@ -94,7 +96,7 @@ def test_skip(memory_store):
     flow.run(store=memory_store)
     su, sd = flow.slugs[up], flow.slugs[down]
     assert history(memory_store) == [
-        (None, None, "Running"),
+        (None, None, "Running"), (su, None, "Pending"), (sd, None, "Pending"),
         (su, None, "Running"), (su, None, "Skipped"),
         (sd, None, "Skipped"),
         (None, None, "Success"),
@@ -112,7 +114,8 @@ def test_mapped_task_with_three_children(memory_store):
     s = flow.slugs[t]
     task_history = [h for h in history(memory_store) if h[0] == s]
     assert task_history == [
-        (s, None, "Mapped"),
+        (s, None, "Pending"),
+        (s, None, "Mapped"), (s, 0, "Pending"), (s, 1, "Pending"), (s, 2, "Pending"),
         (s, 0, "Running"), (s, 0, "Success"),
         (s, 1, "Running"), (s, 1, "Success"),
         (s, 2, "Running"), (s, 2, "Success"),
@@ -183,7 +186,7 @@ def test_each_running_of_a_retry_is_reported_before_its_attempt(memory_store):
         flaky()
     flow.run(store=memory_store, on_transition=lambda t: events.append(t.state)
              if t.task_slug is not None else None)
-    assert events == ["Running", "code", "Retrying", "Running", "code", "Success"]
+    assert events == ["Pending", "Running", "code", "Retrying", "Running", "code", "Success"]
 
 
 def test_listener_sees_the_same_transitions_as_the_store(memory_store):

@@ -130,7 +130,7 @@ def test_trigger_failed_task_is_never_running(memory_store):
     flow, guarded_task = _flow_with(triggers.all_successful, [boom], [])
     flow.run(store=memory_store)
     slug = flow.slugs[guarded_task]
-    assert [s for _, _, s in history(memory_store, task_slug=slug)] == ["TriggerFailed"]
+    assert [s for _, _, s in history(memory_store, task_slug=slug)] == ["Pending", "TriggerFailed"]
 
 
 def test_trigger_failure_propagates_down_a_chain(memory_store):
@@ -265,7 +265,7 @@ def test_manual_only_paused_is_recorded(memory_store):
     flow, guarded_task = _flow_with(triggers.manual_only, [ok], [])
     flow.run(store=memory_store)
     slug = flow.slugs[guarded_task]
-    assert [s for _, _, s in history(memory_store, task_slug=slug)] == ["Paused"]
+    assert [s for _, _, s in history(memory_store, task_slug=slug)] == ["Pending", "Paused"]
 
 
 # -- not_all_skipped ---------------------------------------------------------------------

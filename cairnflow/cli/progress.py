@@ -155,6 +155,7 @@ class Tracker:
         else:
             self._count(REUSED if key in self._reused else old[0], -1)
             self._done -= is_finished(old[0])
+            del self._latest[key]  # kept in the order of each task run's latest transition
         self._latest[key] = (state, message)
         if reused:
             self._reused.add(key)
@@ -190,7 +191,8 @@ class Tracker:
             return dict(self._counts)
 
     def failures(self) -> list[tuple[str, str, str | None]]:
-        """(task label, state, message) of the task runs that ended failed."""
+        """(task label, state, message) of the task runs that ended failed, in the
+        order they ended."""
         with self._lock:
             return [(output.task_label(*key), state, message)
                     for key, (state, message) in self._latest.items()

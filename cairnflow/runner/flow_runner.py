@@ -118,7 +118,13 @@ class FlowRunner:
         # Prefect 1's sequence: a flow run starts Scheduled, then Running, then final
         running = self._handle_flow_state(Running("Running flow."),
                                           old=Scheduled("Flow run scheduled."))
-        run.recorder.start(run.record, running, before=run.crashed)
+        # Every task run the run knows of starts Pending, in the start's transaction
+        # (on resume, only those without a history yet: the others keep theirs).
+        known, slugs = run.prior_states, flow.slugs
+        pending = run.recorder.pending(
+            [(slugs[t], t.name, None) for t in order if (slugs[t], None) not in known],
+            running.timestamp)
+        run.recorder.start(run.record, running, before=run.crashed, after=pending)
         token = enter_context(run.base_context)
         try:
             log.info("Beginning flow run %r (run %s, attempt %d)", flow.name, run.record.id,
@@ -172,12 +178,22 @@ class FlowRunner:
                 self.states[task] = self._run_single(task)
 
     def _run_parallel(self, order: tuple[Task, ...]) -> None:
-        """Submit each task run as soon as its upstream tasks are done."""
+        """Submit each task run as soon as its upstream tasks are done.
+
+        Constant work per finished task run, however many are in flight (a map of
+        10,000 children): finished futures arrive on a queue (not ``wait()`` over
+        every running future), each map counts its children still to finish, and
+        the loop commits what finished only when no queued task run is about to
+        (its ``Running`` commit carries them, grouped with its peers'; a commit
+        per turn of this loop would compete with theirs).
+        """
         waiting = {t: len(self.flow.upstream_tasks(t)) for t in order}
         ready = deque(t for t in order if waiting[t] == 0)
         running: dict[Future, tuple[Task, int | None]] = {}
         children: dict[Task, list[State | None]] = {}
-        unfinished: dict[Task, int] = {}  # children of each mapped task still running
+        unfinished: dict[Task, int] = {}  # per map: children not yet finished
+        finished_queue: SimpleQueue[Future] = SimpleQueue()
+        workers = getattr(self.run.executor, "num_workers", None)
 
         def done(task: Task, state: State) -> None:
             self.states[task] = state
@@ -187,14 +203,9 @@ class FlowRunner:
                 if waiting[downstream] == 0:
                     ready.append(downstream)
 
-        # Finished futures arrive on a queue (their done callback): waiting on every
-        # running future at each turn cost O(running) per finished task run.
-        finished_runs: SimpleQueue[Future] = SimpleQueue()
-        executor_submit = self.run.executor.submit
-
         def submit(fn: Callable[..., State], *args: Any) -> Future:
-            future = executor_submit(fn, *args)
-            future.add_done_callback(finished_runs.put)
+            future = self.run.executor.submit(fn, *args)
+            future.add_done_callback(finished_queue.put)
             return future
 
         given = self.run.given_states
@@ -222,9 +233,9 @@ class FlowRunner:
                     running[future] = (task, i)
             if not running:
                 continue
-            finished = [finished_runs.get()]
-            while not finished_runs.empty():
-                finished.append(finished_runs.get())
+            finished = [finished_queue.get()]
+            while not finished_queue.empty():
+                finished.append(finished_queue.get())
             for future in finished:
                 task, index = running.pop(future)
                 state = future.result()  # an engine or store error stops the run here
@@ -236,7 +247,7 @@ class FlowRunner:
                 unfinished[task] -= 1
                 if not unfinished[task]:
                     done(task, _mapped(siblings))
-            if not ready:
+            if not ready and (workers is None or len(running) <= workers):
                 self.run.recorder.flush()  # nothing new starts: commit what just finished
 
     def _take_given(self, task: Task) -> bool:
@@ -277,6 +288,8 @@ class FlowRunner:
         upstream = [(e, self.states[e.upstream_task]) for e in edges]
         parent_level = [s for _, s in upstream if not isinstance(s, Mapped)]
         state = self._check_map_ready(task, slug, upstream, parent_level)
+        if isinstance(state, Pending):
+            return state  # behind a Paused task: still Pending, as recorded at the start
         if state is not None:
             return self.task_runner.enter(task, slug, None, state)
         columns: list[tuple[Any, list[Any], list[State] | None]] = []
@@ -306,9 +319,18 @@ class FlowRunner:
                     inputs[edge.key] = values[i]
                 states.append(child_states[i] if child_states else self.states[edge.upstream_task])
             plan.append((states, inputs, child_edges))
-        prior = self.run.prior_states.get((slug, None))
+        # The children start Pending when their map expands, in the Mapped's transaction
+        # (on resume, those the map had before keep their history).
+        known = self.run.prior_states
+        mapped = Mapped(_mapped_message(len(plan)))
+        children = self.run.recorder.pending(
+            [(slug, task.name, i) for i in range(len(plan)) if (slug, i) not in known],
+            mapped.timestamp)
+        prior = known.get((slug, None))
         if prior is None or prior.state != "Mapped":
-            self.task_runner.enter(task, slug, None, Mapped(_mapped_message(len(plan))))
+            self.task_runner.enter(task, slug, None, mapped, then=children)
+        elif children:
+            self.run.recorder.record(children)
         return plan
 
     def _check_map_ready(self, task: Task, slug: str, upstream: list[tuple[Any, State]],

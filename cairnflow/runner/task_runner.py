@@ -34,7 +34,7 @@ from cairnflow.triggers import all_successful
 if TYPE_CHECKING:
     from cairnflow.core.edge import Edge
     from cairnflow.core.task import Task
-    from cairnflow.statestore.base import TaskRunInfo
+    from cairnflow.statestore.base import TaskRunInfo, Transition
     from cairnflow.runner.flow_runner import FlowRun
 
 log = logging.getLogger("cairnflow.engine")
@@ -262,12 +262,14 @@ class TaskRunner:
     # -- entering a state -----------------------------------------------------------
 
     def enter(self, task: Task, slug: str, map_index: int | None, state: State,
-               result: serialize.SerializedResult | None = None, durable: bool = False) -> State:
-        """Run the state handlers, then record the state (before anything acts on it)."""
+               result: serialize.SerializedResult | None = None, durable: bool = False,
+               then: Sequence[Transition] = ()) -> State:
+        """Run the state handlers, then record the state (before anything acts on it),
+        with ``then`` right behind it (``Recorder.transition``)."""
         if task.state_handlers or (task.on_failure and state.is_failed()):
             state = self._handle(task, (slug, map_index), state)
         self.recorder.transition(slug, task.name, map_index, state, result=result,
-                                 durable=durable)
+                                 durable=durable, then=then)
         return state
 
     def _handle(self, task: Task, key: tuple[str, int | None], new: State) -> State:

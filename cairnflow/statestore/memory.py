@@ -70,7 +70,7 @@ class MemoryStore(OrchestrationMemory, StateStore):
         >>> flow.run(store=store).is_successful()
         True
         >>> [t.state for t in store.get_history(store.list_runs()[0].id)]
-        ['Running', 'Running', 'Success', 'Success']
+        ['Running', 'Pending', 'Running', 'Success', 'Success']
     """
 
     def __init__(self) -> None:

@@ -50,8 +50,13 @@ RUN_SHIFT = 32
 _SEQ_MAX = (1 << RUN_SHIFT) - 1
 
 MULTI_ROW_MAX = 16
-"""Batches up to this many rows per table are one multi-row statement; larger
-ones go through ``executemany`` (one compiled statement per row count is cached)."""
+"""Batches up to this many rows per table are one multi-row statement (one
+compiled statement per row count is cached); larger ones are cut into
+statements of ``CHUNK_ROWS`` rows, and a last, shorter one."""
+
+CHUNK_ROWS = 100
+"""Rows per statement of a large batch (the first Pending of a 10,000-task flow's
+task runs): 100 task runs are 900 parameters, under SQLite's smallest limit (999)."""
 
 
 def run_range(pk: int) -> tuple[int, int]:
@@ -304,13 +309,15 @@ def plan_transitions(cur: object, caches: RunCaches, transitions: Sequence[Trans
     deletes: list[int] | None = None
     flows: list[tuple] | None = None
     i = 0
+    last_when, stamp = None, ""
     for run_id, attempt, slug, name, map_index, state, message, when, result in transitions:
         if run_id != run_id_now:
             run = runs.get(run_id)  # type: ignore[assignment]
             if run is None:
                 run = runs[run_id] = caches.get(cur, run_id)  # type: ignore[arg-type]
             run_id_now = run_id
-        stamp = ts(when)
+        if when is not last_when:  # the Pending rows of a start or a map share one time
+            stamp, last_when = ts(when), when
         seq = run.next_seq
         if seq > _SEQ_MAX:
             raise StoreError(f"run {run_id} has more than {_SEQ_MAX} transitions")
@@ -363,6 +370,19 @@ def plan_transitions(cur: object, caches: RunCaches, transitions: Sequence[Trans
     return plan
 
 
+def _execute_chunks(cur: sqlite3.Cursor, statements: _Statements, flat: list,
+                    width: int) -> int:
+    """Insert ``flat`` (rows of ``width`` values) in statements of ``CHUNK_ROWS`` rows;
+    how many rows they stored."""
+    step = CHUNK_ROWS * width
+    stored = 0
+    for start in range(0, len(flat), step):
+        part = flat[start:start + step]
+        cur.execute(statements[len(part) // width], part)
+        stored += cur.rowcount
+    return stored
+
+
 def execute_plan(cur: sqlite3.Cursor, plan: BatchPlan, transitions: Sequence[Transition],
                  fenced: bool = True) -> list[str]:
     """Write a planned batch with SQLite; the result files it replaced."""
@@ -371,13 +391,14 @@ def execute_plan(cur: sqlite3.Cursor, plan: BatchPlan, transitions: Sequence[Tra
     try:
         if i <= MULTI_ROW_MAX:
             cur.execute(statements[i], history)
+            stored = cur.rowcount
         else:
-            cur.executemany(statements[1], zip(*[iter(history)] * 6))
+            stored = _execute_chunks(cur, statements, history, 6)
     except sqlite3.IntegrityError as exc:
         if "state_transition.id" not in str(exc):
             raise
         raise StaleCache("a run of the batch was written by another store") from exc
-    if cur.rowcount != i:
+    if stored != i:
         check_attempts(cur, transitions)
         raise StaleCache("a run of the batch was deleted by another store")
     if task_rows:
@@ -385,7 +406,7 @@ def execute_plan(cur: sqlite3.Cursor, plan: BatchPlan, transitions: Sequence[Tra
         if n <= MULTI_ROW_MAX:
             cur.execute(_UPSERT_TASK_RUNS[n], task_rows)
         else:
-            cur.executemany(_UPSERT_TASK_RUNS[1], zip(*[iter(task_rows)] * 9))
+            _execute_chunks(cur, _UPSERT_TASK_RUNS, task_rows, 9)
     replaced = []
     if plan.deletes is not None:
         for task_run_id in plan.deletes:
