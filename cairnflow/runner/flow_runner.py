@@ -82,9 +82,10 @@ class FlowRun:
             "task_run_count": 1, "task_loop_count": 1,
             "logger": self._logger(task.name),
         }
-        prior = self.prior_states.get((slug, map_index))
-        if prior is not None and prior.state == "Paused":
-            ctx["resume"] = True  # resuming the run approves a manual_only task
+        if self.prior_states:
+            prior = self.prior_states.get((slug, map_index))
+            if prior is not None and prior.state == "Paused":
+                ctx["resume"] = True  # resuming the run approves a manual_only task
         if task.log_stdout:
             ctx["_stdout_buffer"] = []
         return ctx

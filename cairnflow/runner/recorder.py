@@ -43,14 +43,12 @@ import signal
 import threading
 from collections.abc import Callable
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Iterable, Iterator, Sequence
-
-import pendulum
 
 from cairnflow.context import current
 from cairnflow.exceptions import FencedOutError
-from cairnflow.states import INTERRUPTIBLE, Pending, State
+from cairnflow.states import INTERRUPTIBLE, Pending, State, entered_at
 from cairnflow.statestore.base import (
     HEARTBEAT_SECONDS, FlowRunRecord, LogEntry, StateStore, Transition,
 )
@@ -71,6 +69,7 @@ def message_with_traceback(record: logging.LogRecord) -> str:
 
 
 _FORMATTER = logging.Formatter()
+_new_tuple = tuple.__new__
 
 
 class Recorder:
@@ -106,8 +105,9 @@ class Recorder:
         Once the attempt has ended (``end``), this records nothing: task code
         still running in a thread when a run was interrupted finishes unrecorded.
         """
-        record = Transition(self.flow_run_id, self.attempt, slug, name, map_index,
-                            state.name, state.message, state.timestamp, result)
+        # tuple.__new__: a NamedTuple's own __new__ is a Python function (two per task)
+        record = _new_tuple(Transition, (self.flow_run_id, self.attempt, slug, name, map_index,
+                                         state.name, state.message, entered_at(state), result))
         with self._buffer_lock:
             if self.fenced is not None:
                 raise self.fenced
@@ -172,7 +172,7 @@ class Recorder:
         ``Pending`` of every task run the run knows of that has no history yet, see
         ``pending``): one commit, however many tasks the flow has."""
         first = Transition(self.flow_run_id, self.attempt, None, record.flow_name, None,
-                           state.name, state.message, state.timestamp)
+                           state.name, state.message, entered_at(state))
         self.store.record_flow_run(record, [*before, first, *after])
         if self.on_transition is not None:
             for t in (*before, first, *after):
@@ -199,12 +199,12 @@ class Recorder:
             # short by Ctrl-C may or may not have committed.
             closing = [Transition(self.flow_run_id, self.attempt, t.task_slug, t.task_name,
                                   t.map_index, task_state.name, task_state.message,
-                                  task_state.timestamp)
+                                  entered_at(task_state))
                        for t in self.store.get_task_runs(self.flow_run_id)
                        if t.state in INTERRUPTIBLE]
             closing.append(Transition(self.flow_run_id, self.attempt, None, flow_name, None,
                                       flow_state.name, flow_state.message,
-                                      flow_state.timestamp))
+                                      entered_at(flow_state)))
             with self._buffer_lock:
                 self._pending.extend(closing)
             self._flush_locked()
@@ -290,7 +290,7 @@ class Recorder:
         """
         ctx = current()
         entry = LogEntry(self.flow_run_id, ctx.get("task_slug"), ctx.get("map_index"),
-                         pendulum.from_timestamp(record.created), record.levelno,
+                         datetime.fromtimestamp(record.created, timezone.utc), record.levelno,
                          record.name, message_with_traceback(record), self.attempt)
         with self._lock:
             with self._buffer_lock:
