@@ -201,14 +201,17 @@ def test_listener_sees_the_same_transitions_as_the_store(memory_store):
 
 def test_transitions_carry_run_id_attempt_and_aware_timestamps(memory_store):
     with Flow("fields") as flow:
-        a()
-    flow.run(store=memory_store)
+        task_a = a()
+    final = flow.run(store=memory_store)
     run_id = memory_store.list_runs()[0].id
     transitions = memory_store.get_history(run_id)
     assert {t.flow_run_id for t in transitions} == {run_id}
     assert {t.attempt for t in transitions} == {1}
     assert all(t.timestamp.utcoffset() is not None for t in transitions)
     assert [t.timestamp for t in transitions] == sorted(t.timestamp for t in transitions)
+    # what is recorded is the instant each state shows
+    assert transitions[-1].timestamp == final.timestamp
+    assert transitions[-2].timestamp == final.result[task_a].timestamp
 
 
 def test_pending_rides_with_the_start_and_the_maps_expansion_not_a_commit_of_its_own():

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from cairnflow.statestore.base import (
     FlowInfo, FlowRunInfo, FlowRunRecord, LogEntry, ResumeData, StateStore, TaskRunInfo,
     Transition,
 )
-from cairnflow.statestore.memory import MemoryStore
 from cairnflow.statestore.postgres_policy import is_postgres_url
 from cairnflow.statestore.sqlite import SQLiteStore, path_from_url
 
@@ -31,6 +31,14 @@ __all__ = [
     "cairnflow_home", "FlowRunRecord", "Transition", "LogEntry", "FlowRunInfo",
     "TaskRunInfo", "FlowInfo", "ResumeData",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "MemoryStore":  # imported on first use: a run on SQLite never needs it
+        from cairnflow.statestore.memory import MemoryStore
+
+        return MemoryStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def cairnflow_home() -> Path:

@@ -170,7 +170,12 @@ class LogEntry:
 
 @dataclass(frozen=True)
 class TaskRunInfo:
-    """A task run's current state, as the store knows it."""
+    """A task run's current state, as the store knows it.
+
+    ``started_at`` and ``ended_at`` are aware UTC datetimes; a run can have
+    10,000 task runs, so a store may return plain ``datetime`` objects here
+    rather than pendulum's (``pendulum.instance(t.started_at)`` converts one).
+    """
 
     task_slug: str
     task_name: str | None

@@ -42,6 +42,19 @@ def from_ts(text: str | None) -> pendulum.DateTime | None:
                              d.microsecond, tzinfo=_UTC)
 
 
+def from_ts_plain(text: str | None) -> datetime | None:
+    """Stored text back to a plain aware UTC ``datetime`` (stdlib, ``timezone.utc``).
+
+    For the rows a store returns by the thousand (task runs): a fifth of the cost of
+    ``from_ts``, and ``isoformat()``, ``timestamp()`` and comparisons run in C
+    (pendulum's UTC computes its offset in Python); ``pendulum.instance()`` makes a
+    pendulum DateTime of one where its methods are wanted."""
+    return None if text is None else _fromisoformat(text)  # the text ends in +00:00
+
+
+_fromisoformat = datetime.fromisoformat
+
+
 @lru_cache(maxsize=None)
 def is_finished(state_name: str) -> bool:
     """Whether a stored state name is a Finished state (see ``cairnflow.states``)."""
@@ -285,8 +298,8 @@ def task_run_info(row: tuple) -> TaskRunInfo:
     slug, name, map_index, state, message, attempts, started, ended, has_result = row
     return TaskRunInfo(
         task_slug=slug, task_name=name, map_index=_map_index(map_index), state=state,
-        message=message, attempts=attempts, started_at=from_ts(started),
-        ended_at=from_ts(ended), has_result=bool(has_result),
+        message=message, attempts=attempts, started_at=from_ts_plain(started),
+        ended_at=from_ts_plain(ended), has_result=bool(has_result),
     )
 
 
