@@ -12,7 +12,8 @@ import logging
 import re
 from collections import deque
 from collections.abc import Callable, Iterable, Sized
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import Future
+from queue import SimpleQueue
 from typing import Any
 
 import pendulum
@@ -23,7 +24,7 @@ from cairnflow.core.flow import Flow
 from cairnflow.core.task import Task
 from cairnflow.runner import logs
 from cairnflow.runner.executors import Executor
-from cairnflow.runner.recorder import Recorder
+from cairnflow.runner.recorder import PENDING_CHILD_MESSAGE, Recorder
 from cairnflow.runner.task_runner import UPSTREAM_SKIPPED, TaskRunner, flat_states
 from cairnflow.states import (
     Cancelled, Failed, Mapped, Paused, Pending, Running, Scheduled, Skipped, State, Success,
@@ -81,9 +82,10 @@ class FlowRun:
             "task_run_count": 1, "task_loop_count": 1,
             "logger": self._logger(task.name),
         }
-        prior = self.prior_states.get((slug, map_index))
-        if prior is not None and prior.state == "Paused":
-            ctx["resume"] = True  # resuming the run approves a manual_only task
+        if self.prior_states:
+            prior = self.prior_states.get((slug, map_index))
+            if prior is not None and prior.state == "Paused":
+                ctx["resume"] = True  # resuming the run approves a manual_only task
         if task.log_stdout:
             ctx["_stdout_buffer"] = []
         return ctx
@@ -176,11 +178,22 @@ class FlowRunner:
                 self.states[task] = self._run_single(task)
 
     def _run_parallel(self, order: tuple[Task, ...]) -> None:
-        """Submit each task run as soon as its upstream tasks are done."""
+        """Submit each task run as soon as its upstream tasks are done.
+
+        Constant work per finished task run, however many are in flight (a map of
+        10,000 children): finished futures arrive on a queue (not ``wait()`` over
+        every running future), each map counts its children still to finish, and
+        the loop commits what finished only when no queued task run is about to
+        (its ``Running`` commit carries them, grouped with its peers'; a commit
+        per turn of this loop would compete with theirs).
+        """
         waiting = {t: len(self.flow.upstream_tasks(t)) for t in order}
         ready = deque(t for t in order if waiting[t] == 0)
         running: dict[Future, tuple[Task, int | None]] = {}
         children: dict[Task, list[State | None]] = {}
+        unfinished: dict[Task, int] = {}  # per map: children not yet finished
+        finished_queue: SimpleQueue[Future] = SimpleQueue()
+        workers = getattr(self.run.executor, "num_workers", None)
 
         def done(task: Task, state: State) -> None:
             self.states[task] = state
@@ -190,7 +203,11 @@ class FlowRunner:
                 if waiting[downstream] == 0:
                     ready.append(downstream)
 
-        submit = self.run.executor.submit
+        def submit(fn: Callable[..., State], *args: Any) -> Future:
+            future = self.run.executor.submit(fn, *args)
+            future.add_done_callback(finished_queue.put)
+            return future
+
         given = self.run.given_states
         while ready or running:
             while ready:
@@ -209,11 +226,16 @@ class FlowRunner:
                     done(task, _mapped([]))
                     continue
                 children[task] = [None] * len(plan)
+                unfinished[task] = len(plan)
                 for i, (ups, inputs, edges) in enumerate(plan):
                     future = submit(self.task_runner.run, task, self._slug(task), i, ups, inputs,
                                     edges)
                     running[future] = (task, i)
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            if not running:
+                continue
+            finished = [finished_queue.get()]
+            while not finished_queue.empty():
+                finished.append(finished_queue.get())
             for future in finished:
                 task, index = running.pop(future)
                 state = future.result()  # an engine or store error stops the run here
@@ -222,9 +244,10 @@ class FlowRunner:
                     continue
                 siblings = children[task]
                 siblings[index] = state
-                if all(s is not None for s in siblings):
+                unfinished[task] -= 1
+                if not unfinished[task]:
                     done(task, _mapped(siblings))
-            if not ready:
+            if not ready and (workers is None or len(running) <= workers):
                 self.run.recorder.flush()  # nothing new starts: commit what just finished
 
     def _take_given(self, task: Task) -> bool:
@@ -302,7 +325,7 @@ class FlowRunner:
         mapped = Mapped(_mapped_message(len(plan)))
         children = self.run.recorder.pending(
             [(slug, task.name, i) for i in range(len(plan)) if (slug, i) not in known],
-            mapped.timestamp)
+            mapped.timestamp, PENDING_CHILD_MESSAGE)
         prior = known.get((slug, None))
         if prior is None or prior.state != "Mapped":
             self.task_runner.enter(task, slug, None, mapped, then=children)
