@@ -81,6 +81,7 @@ class DaskExecutor(_PooledExecutor):
         self._topic = ""
         self._starts: dict[str, list[str]] = defaultdict(list)
         self._changed = threading.Condition()
+        self._code_cache: dict[Any, bytes] = {}  # each task's code pickled once per run
 
     def __repr__(self) -> str:
         return f"<DaskExecutor: {self.address or 'a local cluster'}>"
@@ -99,6 +100,7 @@ class DaskExecutor(_PooledExecutor):
 
                 shipped = shipping.send_to(client)
                 self._client = client
+                self._code_cache = {}
                 self._topic = f"cairnflow-started-{uuid.uuid4().hex}"
                 client.subscribe_topic(self._topic, self._on_started)
                 workers = max(4, sum(client.nthreads().values()))
@@ -150,7 +152,7 @@ class DaskExecutor(_PooledExecutor):
                       on_restart: Callable[[str], None] | None = None) -> Any:
         slug = current().get("task_slug") or "task"
         key = f"{slug}-{uuid.uuid4().hex}"
-        future = self._client.submit(remote.call_on_dask, remote.pack(fn, kwargs),
+        future = self._client.submit(remote.call_on_dask, remote.pack(fn, kwargs, self._code_cache),
                                      self._topic, key, key=key, pure=False)
         future.add_done_callback(lambda _: self._notify())
         try:
