@@ -26,7 +26,7 @@ from cairnflow.core.flow import Flow
 from cairnflow.core.task import Task
 from cairnflow.runner import logs
 from cairnflow.runner.executors import Executor
-from cairnflow.runner.recorder import Recorder
+from cairnflow.runner.recorder import PENDING_CHILD_MESSAGE, Recorder
 from cairnflow.runner.task_runner import UPSTREAM_SKIPPED, TaskRunner, flat_states
 from cairnflow.states import (
     Cancelled, Failed, Mapped, Paused, Pending, Running, Scheduled, Skipped, State, Success,
@@ -327,7 +327,7 @@ class FlowRunner:
         mapped = Mapped(_mapped_message(len(plan)))
         children = self.run.recorder.pending(
             [(slug, task.name, i) for i in range(len(plan)) if (slug, i) not in known],
-            mapped.timestamp)
+            mapped.timestamp, PENDING_CHILD_MESSAGE)
         prior = known.get((slug, None))
         if prior is None or prior.state != "Mapped":
             self.task_runner.enter(task, slug, None, mapped, then=children)

@@ -56,6 +56,17 @@ from cairnflow.statestore.serialize import SerializedResult
 
 log = logging.getLogger("cairnflow.engine")
 
+PENDING_MESSAGE = "Not started yet: the flow run has not reached it."
+"""The first ``Pending`` of a task run the flow run knew of when it started."""
+
+PENDING_CHILD_MESSAGE = "Not started yet: created when its map expanded."
+"""The first ``Pending`` of a mapped child.
+
+(Both say something true at about the length the task run's row will have once it
+runs: on SQLite a row written near its final size is later updated in place
+without splitting its page, so the commit of each Running and Success writes
+fewer pages; measured in ``benchmarks/store.py``.)"""
+
 LOG_BATCH_MAX = 1000
 """Buffered log records past this many are committed without waiting for the heartbeat."""
 
@@ -126,13 +137,13 @@ class Recorder:
                 self.on_transition(t)
 
     def pending(self, task_runs: Iterable[tuple[str, str | None, int | None]],
-                when: datetime) -> list[Transition]:
+                when: datetime, message: str = PENDING_MESSAGE) -> list[Transition]:
         """The first transition of task runs (slug, task name, map index) the run now
         knows of: ``Pending`` at ``when``. They ride with a transition that is
         committed anyway: the attempt's start (``start``), a map's ``Mapped``
         (``transition(..., then=...)``)."""
         run_id, attempt, pending = self.flow_run_id, self.attempt, Pending.__name__
-        return [Transition(run_id, attempt, slug, name, map_index, pending, None, when)
+        return [Transition(run_id, attempt, slug, name, map_index, pending, message, when)
                 for slug, name, map_index in task_runs]
 
     def _commit_through(self, mine: int) -> None:
