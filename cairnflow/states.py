@@ -13,12 +13,15 @@ Example:
 
 from __future__ import annotations
 
+import time as _time
+from datetime import datetime, timezone
 from typing import Any
 
 import pendulum
 
-_now = pendulum.DateTime.now  # the fastest aware "now" pendulum offers; on every state
+_clock = _time.time  # one cheap clock read per state; pendulum only when read
 _UTC = pendulum.UTC
+_fromtimestamp = datetime.fromtimestamp
 
 __all__ = [
     "State", "Pending", "Paused", "Scheduled", "Retrying", "Running", "Finished",
@@ -47,8 +50,34 @@ class State:
                  timestamp: pendulum.DateTime | None = None):
         self.message = message
         self.result = result
-        self.timestamp = timestamp or _now(_UTC)
+        # The engine makes two states per task run, and pendulum's now() cost more
+        # than the rest of a state: the clock is read here, converted when read.
+        self._at = _clock()
+        self._timestamp = timestamp or None
         self.context: dict[str, Any] = {}
+
+    @property
+    def timestamp(self) -> pendulum.DateTime:
+        """When the state was entered (UTC)."""
+        stamp = self._timestamp
+        if stamp is None:
+            d = _fromtimestamp(self._at, timezone.utc)
+            stamp = self._timestamp = pendulum.DateTime(
+                d.year, d.month, d.day, d.hour, d.minute, d.second, d.microsecond,
+                tzinfo=_UTC)
+        return stamp
+
+    @timestamp.setter
+    def timestamp(self, value: pendulum.DateTime) -> None:
+        self._timestamp = value
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # states pickled before the lazy timestamp hold it as ``timestamp``
+        if "timestamp" in state:
+            state = dict(state)
+            state["_timestamp"] = state.pop("timestamp")
+            state.setdefault("_at", state["_timestamp"].timestamp())
+        self.__dict__.update(state)
 
     def __repr__(self) -> str:
         if self.message:
@@ -209,6 +238,15 @@ _BY_NAME: dict[str, type[State]] = {
         ValidationFailed, Crashed, Cancelled,
     )
 }
+
+
+def entered_at(state: State) -> datetime:
+    """When ``state`` was entered, as an aware datetime, without making the pendulum
+    one (engine use: what the store records, the same instant ``timestamp`` shows)."""
+    stamp = state._timestamp
+    if stamp is not None:
+        return stamp
+    return _fromtimestamp(state._at, timezone.utc)
 
 
 def state_from_name(name: str) -> type[State]:

@@ -892,7 +892,9 @@ def test_a_sqlite_file_of_another_application_is_refused(cli, db):
 
 
 def test_a_locked_database_is_a_clear_error(cli, existing_db, monkeypatch):
-    monkeypatch.setattr(options, "READ_LOCK_SECONDS", 0.2)
+    from cairnflow.cli import opening  # where the read path takes it from
+
+    monkeypatch.setattr(opening, "READ_LOCK_SECONDS", 0.2)
     holder = sqlite3.connect(existing_db, isolation_level=None)
     holder.execute("PRAGMA locking_mode = EXCLUSIVE")
     holder.execute("BEGIN EXCLUSIVE")

@@ -556,3 +556,34 @@ def test_a_task_with_star_args_raises_value_error():
         @task
         def variadic(*args):
             return args
+
+
+def test_a_pickled_flow_keeps_its_edges_slugs_and_order():
+    """Flows are pickled compactly (edges as tuples, indexes rebuilt on load): the
+    loaded flow has the same tasks, slugs, edges in order, constants and order."""
+    import cloudpickle
+
+    with Flow("pickled") as flow:
+        a = one()
+        b = inc(a)
+        c = add(b, y=a)
+        inc.map([1, 2, 3])
+        add(x=c, y=5, upstream_tasks=[a])
+    loaded = cloudpickle.loads(cloudpickle.dumps(flow))
+
+    def shape(f):
+        edges = sorted((f.slugs[e.upstream_task], f.slugs[e.downstream_task], str(e.key),
+                        e.mapped) for e in f.edges)
+        per_task = {f.slugs[t]: ([(f.slugs[e.upstream_task], e.key) for e in f.upstream_edges(t)],
+                                 [f.slugs[e.downstream_task] for e in f.downstream_edges(t)])
+                    for t in f.tasks}
+        return (edges, per_task, [f.slugs[t] for t in f.sorted_tasks()],
+                {f.slugs[t]: c for t, c in f.constants.items()},
+                sorted(t.slug for t in f.tasks if t.slug),
+                [f.slugs[f.get_tasks(slug=s)[0]] for s in f.slugs.values()])
+
+    assert shape(loaded) == shape(flow)
+    assert all(isinstance(e, Edge) for e in loaded.edges)
+    state = loaded.run()
+    assert state.is_successful()
+    assert state.result[loaded.get_tasks(slug=flow.slugs[c])[0]].result == 3

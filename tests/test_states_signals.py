@@ -87,6 +87,35 @@ def test_state_timestamp_is_aware_utc():
     assert states.Success().timestamp.utcoffset() == timedelta(0)
 
 
+def test_state_timestamp_is_a_pendulum_datetime_of_its_creation_given_or_set():
+    import pickle
+
+    import pendulum
+
+    before = pendulum.now("UTC")
+    state = states.Running()
+    after = pendulum.now("UTC")
+    assert isinstance(state.timestamp, pendulum.DateTime)
+    assert before <= state.timestamp <= after
+    assert state.timestamp is state.timestamp  # one value, however often it is read
+    given = pendulum.datetime(2024, 5, 1, tz="UTC")
+    assert states.Success(timestamp=given).timestamp is given
+    state.timestamp = given
+    assert state.timestamp == given
+    copied = pickle.loads(pickle.dumps(states.Failed("x")))
+    assert isinstance(copied.timestamp, pendulum.DateTime) and copied.message == "x"
+
+
+def test_a_state_pickled_with_a_plain_timestamp_attribute_still_loads():
+    """States pickled before the timestamp became lazy hold it in ``timestamp``."""
+    import pendulum
+
+    given = pendulum.datetime(2024, 5, 1, 12, tz="UTC")
+    old = states.Success.__new__(states.Success)
+    old.__setstate__({"message": "done", "result": 3, "timestamp": given, "context": {}})
+    assert old.timestamp == given and old.result == 3 and old.is_successful()
+
+
 def test_mapped_counts_its_map_states():
     mapped = states.Mapped(map_states=[states.Success(), states.Failed()])
     assert mapped.n_map_states == 2

@@ -201,11 +201,58 @@ def test_listener_sees_the_same_transitions_as_the_store(memory_store):
 
 def test_transitions_carry_run_id_attempt_and_aware_timestamps(memory_store):
     with Flow("fields") as flow:
-        a()
-    flow.run(store=memory_store)
+        task_a = a()
+    final = flow.run(store=memory_store)
     run_id = memory_store.list_runs()[0].id
     transitions = memory_store.get_history(run_id)
     assert {t.flow_run_id for t in transitions} == {run_id}
     assert {t.attempt for t in transitions} == {1}
     assert all(t.timestamp.utcoffset() is not None for t in transitions)
     assert [t.timestamp for t in transitions] == sorted(t.timestamp for t in transitions)
+    # what is recorded is the instant each state shows
+    assert transitions[-1].timestamp == final.timestamp
+    assert transitions[-2].timestamp == final.result[task_a].timestamp
+
+
+def test_pending_rides_with_the_start_and_the_maps_expansion_not_a_commit_of_its_own():
+    import crashkit
+    from cairnflow.statestore.memory import MemoryStore
+
+    class Counting(MemoryStore):
+        """Each write call is one transaction: keep the states each one carried."""
+
+        def __init__(self):
+            super().__init__()
+            self.writes = []
+
+        def record_flow_run(self, run, transitions=()):
+            self.writes.append([(t.task_slug, t.map_index, t.state) for t in transitions])
+            super().record_flow_run(run, transitions)
+
+        def record_transitions(self, transitions, logs=()):
+            self.writes.append([(t.task_slug, t.map_index, t.state) for t in transitions])
+            super().record_transitions(transitions, logs)
+
+    @task
+    def inc(x):
+        return x + 1
+
+    store = Counting()
+    with Flow("rides") as flow:
+        first = b.map([1, 2, 3])
+        second = inc.map(first)
+    flow.run(store=store)
+    start = store.writes[0]  # record_flow_run: the attempt's start
+    assert start[0] == (None, None, "Running")
+    assert sorted(start[1:]) == sorted((slug, None, "Pending") for slug in flow.slugs.values())
+    # each child's Pending is in the very batch that carries its parent's Mapped
+    for parent in (flow.slugs[first], flow.slugs[second]):
+        [carrier] = [w for w in store.writes if (parent, None, "Mapped") in w]
+        assert [s for s in carrier if s[:1] == (parent,) and s[1] is not None][:3] == [
+            (parent, i, "Pending") for i in range(3)]
+    # the Pending rows cost no commit of their own: every one is in the start or in a
+    # batch with its map's Mapped
+    for w in store.writes[1:]:
+        pending = [s for s in w if s[2] == "Pending"]
+        assert not pending or (pending[0][0], None, "Mapped") in w
+    assert crashkit.history_problems(store.list_runs()[0].id, store) == []

@@ -8,10 +8,12 @@ into children, which run like any task run.
 
 from __future__ import annotations
 
+import gc
 import logging
 import re
 from collections import deque
-from collections.abc import Callable, Iterable, Sized
+from collections.abc import Callable, Iterable, Iterator, Sized
+from contextlib import contextmanager
 from concurrent.futures import Future
 from queue import SimpleQueue
 from typing import Any
@@ -24,7 +26,7 @@ from cairnflow.core.flow import Flow
 from cairnflow.core.task import Task
 from cairnflow.runner import logs
 from cairnflow.runner.executors import Executor
-from cairnflow.runner.recorder import Recorder
+from cairnflow.runner.recorder import PENDING_CHILD_MESSAGE, Recorder
 from cairnflow.runner.task_runner import UPSTREAM_SKIPPED, TaskRunner, flat_states
 from cairnflow.states import (
     Cancelled, Failed, Mapped, Paused, Pending, Running, Scheduled, Skipped, State, Success,
@@ -82,9 +84,10 @@ class FlowRun:
             "task_run_count": 1, "task_loop_count": 1,
             "logger": self._logger(task.name),
         }
-        prior = self.prior_states.get((slug, map_index))
-        if prior is not None and prior.state == "Paused":
-            ctx["resume"] = True  # resuming the run approves a manual_only task
+        if self.prior_states:
+            prior = self.prior_states.get((slug, map_index))
+            if prior is not None and prior.state == "Paused":
+                ctx["resume"] = True  # resuming the run approves a manual_only task
         if task.log_stdout:
             ctx["_stdout_buffer"] = []
         return ctx
@@ -324,7 +327,7 @@ class FlowRunner:
         mapped = Mapped(_mapped_message(len(plan)))
         children = self.run.recorder.pending(
             [(slug, task.name, i) for i in range(len(plan)) if (slug, i) not in known],
-            mapped.timestamp)
+            mapped.timestamp, PENDING_CHILD_MESSAGE)
         prior = known.get((slug, None))
         if prior is None or prior.state != "Mapped":
             self.task_runner.enter(task, slug, None, mapped, then=children)
@@ -407,6 +410,24 @@ class FlowRunner:
 
     def _slug(self, task: Task) -> str:
         return self.flow.slugs[task]
+
+
+@contextmanager
+def long_lived_heap_frozen() -> Iterator[None]:
+    """While a run runs, Python's cyclic garbage collector skips the objects that existed
+    when it started (``gc.freeze``): the flow's graph and everything the program built
+    before. Measured on the 10,000-task chain: the one full collection a run triggers
+    traversed them all, about a sixth of the engine's time. Garbage among those
+    objects is collected after the run (``gc.unfreeze``). Left alone when the program
+    froze objects itself, or has the collector disabled."""
+    if not gc.isenabled() or gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _dates(given: Any, now: pendulum.DateTime) -> dict[str, Any]:

@@ -43,20 +43,29 @@ import signal
 import threading
 from collections.abc import Callable
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Iterable, Iterator, Sequence
-
-import pendulum
 
 from cairnflow.context import current
 from cairnflow.exceptions import FencedOutError
-from cairnflow.states import INTERRUPTIBLE, Pending, State
+from cairnflow.states import INTERRUPTIBLE, Pending, State, entered_at
 from cairnflow.statestore.base import (
     HEARTBEAT_SECONDS, FlowRunRecord, LogEntry, StateStore, Transition,
 )
 from cairnflow.statestore.serialize import SerializedResult
 
 log = logging.getLogger("cairnflow.engine")
+
+PENDING_MESSAGE = "Not started yet: the flow run has not reached it."
+"""The first ``Pending`` of a task run the flow run knew of when it started."""
+
+PENDING_CHILD_MESSAGE = "Not started yet: created when its map expanded."
+"""The first ``Pending`` of a mapped child.
+
+(Both say something true at about the length the task run's row will have once it
+runs: on SQLite a row written near its final size is later updated in place
+without splitting its page, so the commit of each Running and Success writes
+fewer pages; measured in ``benchmarks/store.py``.)"""
 
 LOG_BATCH_MAX = 1000
 """Buffered log records past this many are committed without waiting for the heartbeat."""
@@ -71,6 +80,7 @@ def message_with_traceback(record: logging.LogRecord) -> str:
 
 
 _FORMATTER = logging.Formatter()
+_new_tuple = tuple.__new__
 
 
 class Recorder:
@@ -106,8 +116,9 @@ class Recorder:
         Once the attempt has ended (``end``), this records nothing: task code
         still running in a thread when a run was interrupted finishes unrecorded.
         """
-        record = Transition(self.flow_run_id, self.attempt, slug, name, map_index,
-                            state.name, state.message, state.timestamp, result)
+        # tuple.__new__: a NamedTuple's own __new__ is a Python function (two per task)
+        record = _new_tuple(Transition, (self.flow_run_id, self.attempt, slug, name, map_index,
+                                         state.name, state.message, entered_at(state), result))
         with self._buffer_lock:
             if self.fenced is not None:
                 raise self.fenced
@@ -126,13 +137,13 @@ class Recorder:
                 self.on_transition(t)
 
     def pending(self, task_runs: Iterable[tuple[str, str | None, int | None]],
-                when: datetime) -> list[Transition]:
+                when: datetime, message: str = PENDING_MESSAGE) -> list[Transition]:
         """The first transition of task runs (slug, task name, map index) the run now
         knows of: ``Pending`` at ``when``. They ride with a transition that is
         committed anyway: the attempt's start (``start``), a map's ``Mapped``
         (``transition(..., then=...)``)."""
         run_id, attempt, pending = self.flow_run_id, self.attempt, Pending.__name__
-        return [Transition(run_id, attempt, slug, name, map_index, pending, None, when)
+        return [Transition(run_id, attempt, slug, name, map_index, pending, message, when)
                 for slug, name, map_index in task_runs]
 
     def _commit_through(self, mine: int) -> None:
@@ -172,7 +183,7 @@ class Recorder:
         ``Pending`` of every task run the run knows of that has no history yet, see
         ``pending``): one commit, however many tasks the flow has."""
         first = Transition(self.flow_run_id, self.attempt, None, record.flow_name, None,
-                           state.name, state.message, state.timestamp)
+                           state.name, state.message, entered_at(state))
         self.store.record_flow_run(record, [*before, first, *after])
         if self.on_transition is not None:
             for t in (*before, first, *after):
@@ -199,12 +210,12 @@ class Recorder:
             # short by Ctrl-C may or may not have committed.
             closing = [Transition(self.flow_run_id, self.attempt, t.task_slug, t.task_name,
                                   t.map_index, task_state.name, task_state.message,
-                                  task_state.timestamp)
+                                  entered_at(task_state))
                        for t in self.store.get_task_runs(self.flow_run_id)
                        if t.state in INTERRUPTIBLE]
             closing.append(Transition(self.flow_run_id, self.attempt, None, flow_name, None,
                                       flow_state.name, flow_state.message,
-                                      flow_state.timestamp))
+                                      entered_at(flow_state)))
             with self._buffer_lock:
                 self._pending.extend(closing)
             self._flush_locked()
@@ -290,7 +301,7 @@ class Recorder:
         """
         ctx = current()
         entry = LogEntry(self.flow_run_id, ctx.get("task_slug"), ctx.get("map_index"),
-                         pendulum.from_timestamp(record.created), record.levelno,
+                         datetime.fromtimestamp(record.created, timezone.utc), record.levelno,
                          record.name, message_with_traceback(record), self.attempt)
         with self._lock:
             with self._buffer_lock:

@@ -29,6 +29,7 @@ from cairnflow.states import (
 from cairnflow.statestore import serialize
 from cairnflow.statestore.base import task_label
 from cairnflow.runner.logs import TASK_FAILED
+from cairnflow.triggers import all_successful
 
 if TYPE_CHECKING:
     from cairnflow.core.edge import Edge
@@ -53,13 +54,6 @@ def flat_states(states: Iterable[State]) -> set[State]:
     return flat
 
 
-def _all_finished(states: set[State]) -> bool:
-    for state in states:
-        if not isinstance(state, Finished):
-            return False
-    return True
-
-
 class TaskRunner:
     """Runs task runs of one flow run; shared by all its tasks and threads."""
 
@@ -79,20 +73,36 @@ class TaskRunner:
         order; a trigger that is not a built-in one sees them as Prefect 1's
         ``Dict[Edge, State]``.
         """
-        reused = self._reuse_prior(task, slug, map_index)
-        if reused is not None:
-            return reused
+        if self.flow_run.prior_states:
+            reused = self._reuse_prior(task, slug, map_index)
+            if reused is not None:
+                return reused
         upstream = flat_states(upstream_states)
-        if upstream and not _all_finished(upstream):
-            return Pending("Upstream tasks are not finished.")  # behind a Paused task
+        # one pass over the upstream states answers the common case: all succeeded
+        succeeded = skipped = False
+        if upstream:
+            succeeded = True
+            for s in upstream:
+                if not isinstance(s, Success):
+                    succeeded = False
+                    if not isinstance(s, Finished):
+                        return Pending("Upstream tasks are not finished.")  # behind a Paused task
+                elif isinstance(s, Skipped):
+                    skipped = True
         ctx = self.flow_run.task_context(task, slug, map_index)
         if task.task_run_name is not None:
             ctx["task_run_name"] = ctx["task_full_name"] = targets.run_name(task, ctx, inputs)
-        state = (self._check_upstream_skipped(task, upstream)
-                 or self.check_trigger(task, ctx, upstream, edges, upstream_states)
+        if skipped and task.skip_on_upstream_skip:
+            state: State | None = Skipped(UPSTREAM_SKIPPED)
+        elif task.trigger is all_successful and (succeeded or not upstream):
+            state = None  # what the default trigger would say, without calling it
+        else:
+            state = self.check_trigger(task, ctx, upstream, edges, upstream_states)
+        state = (state
                  or (self.has_targets and targets.check_target(task, self.flow_run.flow, ctx,
                                                                inputs))
-                 or self._check_cache(task, slug, inputs))
+                 or (task.cache_for is not None and self._check_cache(task, slug, inputs))
+                 or None)
         if state is None:
             return self._run_with_retries(task, slug, map_index, inputs, ctx)
         return self._finish(task, slug, map_index, state)  # a Cached result is checkpointed
@@ -107,11 +117,6 @@ class TaskRunner:
         blob = self.flow_run.prior_results[(slug, map_index)]
         value = serialize.load(blob, what=f"the result of task {task_label(slug, map_index)!r}")
         return state_from_name(prior.state)(prior.message, result=value)
-
-    def _check_upstream_skipped(self, task: Task, upstream: set[State]) -> State | None:
-        if task.skip_on_upstream_skip and any(s.is_skipped() for s in upstream):
-            return Skipped(UPSTREAM_SKIPPED)
-        return None
 
     def check_trigger(self, task: Task, ctx: dict[str, Any], upstream: set[State],
                       edges: Sequence[Edge] = (),
@@ -154,13 +159,16 @@ class TaskRunner:
                                   durable=True)
             if not isinstance(running, Running):
                 return running
-            ctx.update(task_run_count=run_count, task_loop_count=loop_count)
+            if run_count > 1 or loop_count > 1:  # task_context set both to 1
+                ctx.update(task_run_count=run_count, task_loop_count=loop_count)
             if loop_count > 1:  # absent on the first iteration, as in Prefect 1
                 ctx["task_loop_result"] = loop_result
             try:
                 state = self._call(task, inputs, ctx)
             except signals.ENDRUN as end:  # exactly this state: no retry, no loop
                 return self._finish(task, slug, map_index, end.state)
+            if type(state) is Success and not self.writes_results and task.cache_for is None:
+                return self._finish(task, slug, map_index, state)  # the common case
             if isinstance(state, Looped):
                 state.loop_count = loop_count
                 self.enter(task, slug, map_index, state)

@@ -101,9 +101,14 @@ class MemoryStore(OrchestrationMemory, StateStore):
     def record_transitions(self, transitions: Sequence[Transition],
                            logs: Sequence[LogEntry] = ()) -> None:
         with self._lock:
-            for t in (*transitions, *logs):
-                require_aware(t.timestamp)
-                self._fence(self._run(t.flow_run_id), t.flow_run_id, t.attempt)
+            checked = None  # a batch is nearly always one attempt's: check it once
+            for items in (transitions, logs):
+                for t in items:
+                    if t.timestamp.tzinfo is None:
+                        require_aware(t.timestamp)
+                    if (t.flow_run_id, t.attempt) != checked:
+                        self._fence(self._run(t.flow_run_id), t.flow_run_id, t.attempt)
+                        checked = (t.flow_run_id, t.attempt)
             for t in transitions:
                 self._apply(self._runs[t.flow_run_id], t)
             for e in logs:
@@ -128,7 +133,9 @@ class MemoryStore(OrchestrationMemory, StateStore):
         if t.state == "Running":
             task_run.attempts += 1
             task_run.started_at = task_run.started_at or t.timestamp
-        task_run.ended_at = t.timestamp if _is_finished(t.state) else None
+            task_run.ended_at = None
+        else:
+            task_run.ended_at = t.timestamp if _is_finished(t.state) else None
         if t.result is not None:
             run.results[key] = t.result
 
