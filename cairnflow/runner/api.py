@@ -23,7 +23,7 @@ from cairnflow.exceptions import (
 )
 from cairnflow.runner import logs
 from cairnflow.runner.executors import Executor, LocalExecutor
-from cairnflow.runner.flow_runner import FlowRun, FlowRunner
+from cairnflow.runner.flow_runner import FlowRun, FlowRunner, long_lived_heap_frozen
 from cairnflow.runner.loading import (
     ScriptRun, _script_run, is_loading, load_flow_from_file, script_run, skip_run,
 )
@@ -90,12 +90,13 @@ def _run_in_script(script: ScriptRun, flow: Flow, values: dict[str, Any],
 def _start(flow: Flow, parameters: dict[str, Any], executor: Executor | None,
            store: StateStore, on_transition: Listener | None, context: dict[str, Any] | None,
            scheduled_start_time: Any = None, task_states: dict | None = None) -> State:
-    parameters = _with_defaults(flow, parameters)
-    record = _new_record(flow, parameters)
-    run = FlowRun(flow, store, executor or flow.executor or LocalExecutor(), record,
-                  parameters, None, on_transition, context, scheduled_start_time)
-    run.given_states = dict(task_states or {})
-    return FlowRunner(run).execute()
+    with long_lived_heap_frozen():
+        parameters = _with_defaults(flow, parameters)
+        record = _new_record(flow, parameters)
+        run = FlowRun(flow, store, executor or flow.executor or LocalExecutor(), record,
+                      parameters, None, on_transition, context, scheduled_start_time)
+        run.given_states = dict(task_states or {})
+        return FlowRunner(run).execute()
 
 
 def _run_on_schedule(flow: Flow, parameters: dict[str, Any], executor: Executor | None,
@@ -172,7 +173,8 @@ def _resume(store: StateStore, run_id: str, flow: Flow | None, executor: Executo
     record = _new_record(flow, parameters, run_id=run_id, attempt=data.run.attempt + 1)
     run = FlowRun(flow, store, executor or flow.executor or LocalExecutor(), record,
                   parameters, data, on_transition, None, None, crashed)
-    return FlowRunner(run, notes).execute()
+    with long_lived_heap_frozen():
+        return FlowRunner(run, notes).execute()
 
 
 def _load_reused_results(data: ResumeData) -> None:
