@@ -217,32 +217,35 @@ def _compiled_env(directory: str, **extra: str) -> dict[str, str]:
 
 
 def process_rows(repeat: int) -> list[tuple[str, float, float, str]]:
+    """Whole processes, interleaved: each round runs every command once, so a busy
+    machine slows a command and the bare process alike; medians over ``repeat`` rounds."""
     with tempfile.TemporaryDirectory() as d:
         py = sys.executable
-        env = _compiled_env(d)
-        bare_argv = [py, "-c", BARE_SQLITE, os.path.join(d, "bare.db")]
-        subprocess.run(bare_argv, env=env, check=True)  # warm: compiled once
-        bare = _wall(bare_argv, env, repeat)
         flow_file = os.path.join(d, "one.py")
         with open(flow_file, "w") as f:
             f.write(ONE_TASK_FLOW)
         run = [py, "-c", "import sys, cairnflow.runner.loading as l; "
                "l.load_flow_from_file(sys.argv[1]).run()", flow_file]
-        home = os.path.join(d, "home")
-        subprocess.run(run, env=_compiled_env(d, CAIRNFLOW_HOME=home), check=True,
-                       capture_output=True)
-        existing = _wall(run, _compiled_env(d, CAIRNFLOW_HOME=home), repeat)
-        first = []
-        for i in range(repeat):
-            fresh = os.path.join(d, f"fresh-{i}")
-            first.append(_wall(run, _compiled_env(d, CAIRNFLOW_HOME=fresh), 1))
-        imported = _wall([py, "-c", "import cairnflow"], env, repeat)
         db = os.path.join(d, "runs.db")
         _fill_runs(db, 1000)
-        ls_argv = [py, "-m", "cairnflow.cli", "runs", "ls", "--json", "--db", db]
-        subprocess.run(ls_argv, env=env, check=True, capture_output=True)
-        ls = _wall(ls_argv, env, repeat)
-    first_run = statistics.median(first)
+        home = _compiled_env(d, CAIRNFLOW_HOME=os.path.join(d, "home"))
+        commands = {
+            "bare": ([py, "-c", BARE_SQLITE, os.path.join(d, "bare.db")], _compiled_env(d)),
+            "import": ([py, "-c", "import cairnflow"], _compiled_env(d)),
+            "existing": (run, home),
+            "ls": ([py, "-m", "cairnflow.cli", "runs", "ls", "--json", "--db", db],
+                   _compiled_env(d)),
+        }
+        for argv, env in commands.values():  # warm: compiled once; the store exists
+            subprocess.run(argv, env=env, check=True, capture_output=True)
+        times: dict[str, list[float]] = {name: [] for name in [*commands, "first"]}
+        for i in range(repeat):
+            for name, (argv, env) in commands.items():
+                times[name].append(_wall(argv, env, 1))
+            fresh = _compiled_env(d, CAIRNFLOW_HOME=os.path.join(d, f"fresh-{i}"))
+            times["first"].append(_wall(run, fresh, 1))
+    bare, imported, existing, ls, first_run = (
+        statistics.median(times[k]) for k in ("bare", "import", "existing", "ls", "first"))
     return [
         ('bare "import sqlite3" + 2 commits', bare, 1.0, ""),
         ("import cairnflow", imported, imported / bare, ""),

@@ -1,8 +1,9 @@
 """The local agent with real processes: agents, deployed runs, kills, labels, cancel.
 
 Every test runs on a SQLite file and on a fresh PostgreSQL schema (``db`` is
-parametrized; the PostgreSQL half is skipped without ``CAIRNFLOW_TEST_PG_URL``),
-and on PostgreSQL two simulated hosts (``CAIRNFLOW_HOSTNAME``) share the runs.
+parametrized; the PostgreSQL half is skipped without ``CAIRNFLOW_TEST_PG_URL``, and
+is in ``-m slow`` except for the 4-agents test, ``any_db``), and on PostgreSQL two
+simulated hosts (``CAIRNFLOW_HOSTNAME``) share the runs.
 """
 
 from __future__ import annotations
@@ -85,11 +86,21 @@ def env(tmp_path):
     return values
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def db(request, tmp_path):
+def _store_url(request, tmp_path):
     if request.param == "postgres":
         return request.getfixturevalue("pg_fresh_url")()
     return f"sqlite:///{tmp_path / 'cairnflow.db'}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.slow)])
+def db(request, tmp_path):
+    return _store_url(request, tmp_path)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_db(request, tmp_path):
+    """Both stores in the default run: for the must-show tests."""
+    return _store_url(request, tmp_path)
 
 
 @pytest.fixture
@@ -230,10 +241,14 @@ def four_agents_run_each_once(tmp_path, db, agents, count, hosts=(None,), timeou
         store.close()
 
 
-def test_four_agents_run_each_of_many_runs_exactly_once(tmp_path, db, env, agents,
+def test_four_agents_run_each_of_many_runs_exactly_once(tmp_path, any_db, env,
                                                        monkeypatch):
     monkeypatch.setenv("SIDE_EFFECTS", env["SIDE_EFFECTS"])
-    four_agents_run_each_once(tmp_path, db, agents, 40)
+    made = Agents(tmp_path, any_db, env)
+    try:
+        four_agents_run_each_once(tmp_path, any_db, made, 40)
+    finally:
+        made.stop()
 
 
 @pytest.mark.slow

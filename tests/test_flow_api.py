@@ -128,3 +128,50 @@ def test_task_run_name_is_formatted_from_inputs_and_context(memory_store):
     names = state.result[out].result
     assert names[0].startswith("inc-1-on-") and names[1].startswith("inc-2-on-")
     assert today is None  # outside a run there is no today
+
+
+def test_a_run_leaves_the_garbage_collector_as_it_found_it(memory_store):
+    """The engine freezes the objects that exist when a run starts (the collector
+    skips them during the run) and unfreezes them after; a program's own freeze, or
+    a disabled collector, is left alone. Garbage made during the run is collected."""
+    import gc
+    import weakref
+
+    from cairnflow import Flow, task
+
+    refs = _REFS
+    refs.clear()
+
+    @task
+    def make_cycle():
+        a, b = _Node(), _Node()
+        a.other, b.other = b, a  # collectable only by the cyclic collector
+        refs.append(weakref.ref(a))
+        return 1
+
+    with Flow("gc") as flow:
+        make_cycle()
+    assert gc.get_freeze_count() == 0
+    assert flow.run(store=memory_store).is_successful()
+    assert gc.get_freeze_count() == 0 and gc.isenabled()
+    gc.collect()
+    assert refs[0]() is None
+    gc.freeze()
+    try:
+        assert flow.run(store=memory_store).is_successful()
+        assert gc.get_freeze_count() > 0  # not unfrozen by the run
+    finally:
+        gc.unfreeze()
+    gc.disable()
+    try:
+        assert flow.run(store=memory_store).is_successful()
+        assert not gc.isenabled() and gc.get_freeze_count() == 0
+    finally:
+        gc.enable()
+
+
+class _Node:
+    pass
+
+
+_REFS: list = []

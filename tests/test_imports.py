@@ -106,8 +106,10 @@ def store_with_runs(tmp_path_factory):
     ["runs", "ls", "--json", "--limit", "1"],
     ["runs", "ls", "--flow=one", "--state", "success", "--json"],
     ["runs", "ls", "--json", "--flow", "other"],
+    ["runs", "show", "last", "--json"],
+    ["runs", "show", "last", "--all", "--json"],
 ])
-def test_runs_ls_json_prints_what_the_typer_command_prints_without_typer(
+def test_read_json_commands_print_what_the_typer_command_prints_without_typer(
         store_with_runs, tmp_path, args):
     db = ["--db", str(store_with_runs)]
     code = """
@@ -125,8 +127,12 @@ def test_runs_ls_json_prints_what_the_typer_command_prints_without_typer(
     expected = CliRunner().invoke(app, [*args, *db])
     assert expected.exit_code == 0
     assert "\n".join(printed) + "\n" == expected.output
-    assert len(json.loads(expected.output)) == {"1": 1, "other": 0}.get(args[-1], 2)
-    assert all(r["flow_name"] == "one" for r in json.loads(expected.output))
+    shown = json.loads(expected.output)
+    if args[1] == "show":
+        assert (shown["flow_name"], [t["slug"] for t in shown["tasks"]]) == ("one", ["one-1"])
+        return
+    assert len(shown) == {"1": 1, "other": 0}.get(args[-1], 2)
+    assert all(r["flow_name"] == "one" for r in shown)
 
 
 @pytest.mark.parametrize("args, status, says", [
@@ -134,6 +140,8 @@ def test_runs_ls_json_prints_what_the_typer_command_prints_without_typer(
     (["runs", "ls", "--json", "--limit", "x"], 2, "--limit"),
     (["runs", "ls", "--json", "--nope"], 2, "No such option"),
     (["runs", "ls", "--json", "--help"], 0, "List runs"),
+    (["runs", "show", "nosuchrun", "--json"], 1, "nosuchrun"),
+    (["runs", "show", "--json"], 2, "Missing argument"),
 ])
 def test_what_the_quick_path_does_not_understand_is_typers_to_report(
         store_with_runs, args, status, says):

@@ -433,3 +433,34 @@ def test_the_server_reads_a_postgres_store_created_after_it_started(pg_empty_url
         shown = client.get(f"/api/runs/{run['id']}").json()
         assert {t["slug"]: t["state"] for t in shown["tasks"]} == {
             "add-1": "Success", "add-2": "Success"}
+
+
+# -- claims ------------------------------------------------------------------------------
+
+
+def test_a_claim_skips_runs_a_peer_holds_and_takes_them_once_the_peer_lets_go(pg_url):
+    # SKIP LOCKED: rows a peer holds mid-claim are skipped, not waited for, so one
+    # empty claim does not mean an empty queue (the agent looks again).
+    import pendulum
+
+    from cairnflow.statestore.base import AgentRecord, FlowVersionRecord, NewFlowRun
+    from cairnflow.statestore.serialize import dump
+
+    store = PostgresStore(pg_url)
+    now = pendulum.now("UTC")
+    vid, _ = store.record_flow_version(FlowVersionRecord(
+        flow_name="claims", flow_hash="h", parameters=[], labels=["here"], graph={},
+        created_at=now, flow_blob=dump("flow")))
+    store.create_flow_runs([NewFlowRun(id=rid, flow_version_id=vid, parameters={},
+                                       parameters_blob=None, labels=["here"],
+                                       scheduled_start=now) for rid in ("r1", "r2")])
+    store.record_agent(AgentRecord("a1", "a1", ["here"], "h", os.getpid(), now))
+    peer = psycopg.connect("postgresql://" + pg_url.partition("://")[2])
+    try:
+        peer.execute("SELECT pk FROM flow_run WHERE id IN ('r1', 'r2') FOR UPDATE")
+        assert store.claim_flow_runs("a1", ["here"], 10, now) == []  # did not wait
+        peer.rollback()  # the peer's claim did not happen (an agent killed mid-claim)
+        assert [r.id for r in store.claim_flow_runs("a1", ["here"], 10, now)] == ["r1", "r2"]
+    finally:
+        peer.close()
+        store.close()

@@ -4,7 +4,8 @@ Typer (and through it pydantic and rich) takes longer to import than such a
 command takes to run, so ``main()`` first offers the command line to
 ``handle``. It answers only a command line it fully understands,
 ``cairnflow runs ls --json`` with ``--flow``, ``--state``, ``--limit`` and
-``--db`` (as ``--opt value`` or ``--opt=value``), and prints what the Typer
+``--db``, or ``cairnflow runs show RUN_ID --json`` with ``--all`` and ``--db``
+(options as ``--opt value`` or ``--opt=value``), and prints what the Typer
 command prints. Anything else (another command or option, ``--help``, a value
 that is wrong, an error while reading) is left to Typer, which does the work
 again and reports a mistake in its own words: reads change nothing, so doing
@@ -13,32 +14,41 @@ one twice is harmless.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["handle"]
 
 _RUNS_LS = {"--flow", "--state", "--limit", "--db"}
+_RUNS_SHOW = {"--db"}
 
 
 def handle(argv: Sequence[str]) -> bool:
     """Run the command line ``argv`` (without the program name) if it is one of the
     quick ones; return whether it was (and so was done)."""
-    if len(argv) < 3 or argv[0] != "runs" or argv[1] != "ls" or "--json" not in argv:
+    if len(argv) < 3 or argv[0] != "runs" or "--json" not in argv:
         return False
-    options = _options(argv[2:], _RUNS_LS)
-    if options is None:
-        return False
-    return _runs_ls(options)
+    if argv[1] == "ls":
+        options = _options(argv[2:], _RUNS_LS)
+        return options is not None and _runs_ls(options)
+    if argv[1] == "show" and not argv[2].startswith("-"):
+        options = _options(argv[3:], _RUNS_SHOW, flags={"--all"})
+        return options is not None and _runs_show(argv[2], options)
+    return False
 
 
-def _options(args: Sequence[str], known: set[str]) -> dict[str, str] | None:
-    """``--json`` and ``known`` options with a value each, or None for anything else."""
+def _options(args: Sequence[str], known: set[str],
+             flags: frozenset[str] | set[str] = frozenset()) -> dict[str, str] | None:
+    """``--json``, ``flags`` and ``known`` options with a value each, or None for
+    anything else."""
     options: dict[str, str] = {}
     i = 0
     while i < len(args):
         arg = args[i]
         i += 1
-        if arg == "--json":
+        if arg == "--json" or arg in flags:
             continue
         name, equals, value = arg.partition("=")
         if name not in known or name in options:
@@ -73,5 +83,35 @@ def _runs_ls(options: dict[str, str]) -> bool:
         data = [output.run_json(r) for r in runs]
     except (CairnflowError, OSError):
         return False  # Typer's command reads again and reports it in one line
-    output.print_json(data)
+    _print(output, data)
     return True
+
+
+def _runs_show(ref: str, options: dict[str, str]) -> bool:
+    from cairnflow.cli import output
+    from cairnflow.cli.opening import reading
+    from cairnflow.exceptions import CairnflowError
+    from cairnflow.statestore import queries
+
+    try:
+        with reading(options.get("--db")) as store:
+            detail = queries.run_detail(store, ref)
+        data = output.run_detail_json(detail.run, detail.tasks)
+    except (CairnflowError, OSError):
+        return False  # an unknown run, say: Typer's command reports it in one line
+    _print(output, data)
+    return True
+
+
+def _print(output: Any, data: Any) -> None:
+    """Print ``data`` as JSON; a reader that has gone (``... | head``) ends it quietly, as
+    ``errors.QuietWhenClosed`` does for Typer's commands."""
+    try:
+        output.print_json(data)
+    except BrokenPipeError:
+        try:  # so that the interpreter's last flush at exit does not complain either
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass

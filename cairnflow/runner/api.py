@@ -23,7 +23,7 @@ from cairnflow.exceptions import (
 )
 from cairnflow.runner import logs
 from cairnflow.runner.executors import Executor, LocalExecutor
-from cairnflow.runner.flow_runner import FlowRun, FlowRunner
+from cairnflow.runner.flow_runner import FlowRun, FlowRunner, long_lived_heap_frozen
 from cairnflow.runner.loading import (
     ScriptRun, _script_run, is_loading, load_flow_from_file, script_run, skip_run,
 )
@@ -90,12 +90,13 @@ def _run_in_script(script: ScriptRun, flow: Flow, values: dict[str, Any],
 def _start(flow: Flow, parameters: dict[str, Any], executor: Executor | None,
            store: StateStore, on_transition: Listener | None, context: dict[str, Any] | None,
            scheduled_start_time: Any = None, task_states: dict | None = None) -> State:
-    parameters = _with_defaults(flow, parameters)
-    record = _new_record(flow, parameters)
-    run = FlowRun(flow, store, executor or flow.executor or LocalExecutor(), record,
-                  parameters, None, on_transition, context, scheduled_start_time)
-    run.given_states = dict(task_states or {})
-    return FlowRunner(run).execute()
+    with long_lived_heap_frozen():
+        parameters = _with_defaults(flow, parameters)
+        record = _new_record(flow, parameters)
+        run = FlowRun(flow, store, executor or flow.executor or LocalExecutor(), record,
+                      parameters, None, on_transition, context, scheduled_start_time)
+        run.given_states = dict(task_states or {})
+        return FlowRunner(run).execute()
 
 
 def _run_on_schedule(flow: Flow, parameters: dict[str, Any], executor: Executor | None,
@@ -172,7 +173,8 @@ def _resume(store: StateStore, run_id: str, flow: Flow | None, executor: Executo
     record = _new_record(flow, parameters, run_id=run_id, attempt=data.run.attempt + 1)
     run = FlowRun(flow, store, executor or flow.executor or LocalExecutor(), record,
                   parameters, data, on_transition, None, None, crashed)
-    return FlowRunner(run, notes).execute()
+    with long_lived_heap_frozen():
+        return FlowRunner(run, notes).execute()
 
 
 def _load_reused_results(data: ResumeData) -> None:
@@ -262,13 +264,21 @@ def _new_record(flow: Flow, parameters: dict[str, Any], run_id: str | None = Non
 
 def flow_hash(flow: Flow) -> str:
     """A hash of the flow's structure: its slugs and edges (not its code)."""
+    order = flow.sorted_tasks()
+    # Kept with the order it was computed from: any change to the graph (tasks,
+    # slugs, edges) makes the flow compute a new order, and so a new hash.
+    cached = flow.__dict__.get("_hash_of_order")
+    if cached is not None and cached[0] is order:
+        return cached[1]
     digest = hashlib.sha256()
-    for task in flow.sorted_tasks():
+    for task in order:
         digest.update(flow.slugs[task].encode())
         for edge in flow.upstream_edges(task):
             digest.update(f"<{flow.slugs[edge.upstream_task]}:{edge.key}:{edge.mapped}:"
                           f"{edge.flattened}".encode())
-    return digest.hexdigest()[:16]
+    value = digest.hexdigest()[:16]
+    flow.__dict__["_hash_of_order"] = (order, value)
+    return value
 
 
 def _source_variable(flow: Flow) -> str | None:

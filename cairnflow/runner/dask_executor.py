@@ -15,6 +15,7 @@ every recorded transition stay here. What a real cluster adds, handled here:
 from __future__ import annotations
 
 import importlib
+import itertools
 import os
 import sys
 import threading
@@ -35,6 +36,10 @@ __all__ = ["DaskExecutor", "DaskWorkerError"]
 
 WORKER_WAIT_SECONDS = float(os.environ.get("CAIRNFLOW_DASK_TIMEOUT", "30"))
 """How long to wait for a worker to join and answer before the run fails."""
+
+
+IN_FLIGHT_PER_THREAD = 4
+"""Task runs the engine keeps in flight per thread of the cluster's workers."""
 
 
 class DaskWorkerError(CairnflowError, RuntimeError):
@@ -79,8 +84,12 @@ class DaskExecutor(_PooledExecutor):
         self._client: Any = None
         self._threads: ThreadPoolExecutor | None = None
         self._topic = ""
+        self._token = ""
+        self._keys = itertools.count()
         self._starts: dict[str, list[str]] = defaultdict(list)
-        self._changed = threading.Condition()
+        self._changed = threading.Condition()  # guards _starts and _woken
+        self._woken: dict[str, threading.Event] = {}
+        self._code_cache: dict[Any, bytes] = {}  # each task's code pickled once per run
 
     def __repr__(self) -> str:
         return f"<DaskExecutor: {self.address or 'a local cluster'}>"
@@ -99,9 +108,15 @@ class DaskExecutor(_PooledExecutor):
 
                 shipped = shipping.send_to(client)
                 self._client = client
-                self._topic = f"cairnflow-started-{uuid.uuid4().hex}"
+                self._code_cache = {}
+                self._token = uuid.uuid4().hex  # keys unique on a shared cluster
+                self._keys = itertools.count()
+                self._topic = f"cairnflow-started-{self._token}"
                 client.subscribe_topic(self._topic, self._on_started)
-                workers = max(4, sum(client.nthreads().values()))
+                # Task runs in flight: each waits in a thread of this pool, and Dask's
+                # round trip (milliseconds) is what bounds a map's throughput, so
+                # several per worker thread keep the cluster busy.
+                workers = max(32, IN_FLIGHT_PER_THREAD * sum(client.nthreads().values()))
                 self._threads = ThreadPoolExecutor(workers, thread_name_prefix="cairnflow-dask")
                 try:
                     yield
@@ -143,21 +158,30 @@ class DaskExecutor(_PooledExecutor):
         _, (key, worker) = event
         with self._changed:
             self._starts[key].append(worker)
-            self._changed.notify_all()
+            woken = self._woken.get(key)
+        if woken is not None:
+            woken.set()
 
     def run_task_code(self, fn: Callable[..., Any], kwargs: dict[str, Any],
                       timeout: float | None = None,
                       on_restart: Callable[[str], None] | None = None) -> Any:
         slug = current().get("task_slug") or "task"
-        key = f"{slug}-{uuid.uuid4().hex}"
-        future = self._client.submit(remote.call_on_dask, remote.pack(fn, kwargs),
-                                     self._topic, key, key=key, pure=False)
-        future.add_done_callback(lambda _: self._notify())
+        key = f"{slug}-{self._token}-{next(self._keys)}"  # no os.urandom per task
+        # One event per task run: a start or the end wakes its own waiter, not all
+        # of them (a condition shared by the pool's threads woke every one each time).
+        woken = threading.Event()
+        with self._changed:
+            self._woken[key] = woken
         try:
-            self._wait(future, key, timeout, on_restart)
+            future = self._client.submit(remote.call_on_dask,
+                                         remote.pack(fn, kwargs, self._code_cache),
+                                         self._topic, key, key=key, pure=False)
+            future.add_done_callback(lambda _: woken.set())
+            self._wait(future, key, woken, timeout, on_restart)
         finally:
             with self._changed:
                 starts = self._starts.pop(key, [])
+                self._woken.pop(key, None)
         if not future.done():
             future.cancel()
             where = f"Dask worker {starts[-1]}" if starts else "a Dask worker"
@@ -165,11 +189,7 @@ class DaskExecutor(_PooledExecutor):
             raise TaskTimeout()
         return remote.unpack(future.result())
 
-    def _notify(self) -> None:
-        with self._changed:
-            self._changed.notify_all()
-
-    def _wait(self, future: Any, key: str, timeout: float | None,
+    def _wait(self, future: Any, key: str, woken: threading.Event, timeout: float | None,
               on_restart: Callable[[str], None] | None) -> None:
         """Until the code is done or past ``timeout``; each start after the first (the
         worker running it was lost and Dask started it again) goes to ``on_restart``."""
@@ -178,11 +198,13 @@ class DaskExecutor(_PooledExecutor):
         while True:
             with self._changed:
                 starts = list(self._starts.get(key, ()))
-                if len(starts) == seen and not future.done():
-                    left = None if deadline is None else deadline - time.monotonic()
-                    if left is not None and left <= 0:
-                        return
-                    self._changed.wait(left)
+            if len(starts) == seen and not future.done():
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return
+                woken.wait(left)
+                woken.clear()  # then read again: a later set is seen by the next wait
+                with self._changed:
                     starts = list(self._starts.get(key, ()))
             for i in range(max(seen, 1), len(starts)):
                 if on_restart is not None:

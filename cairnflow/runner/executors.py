@@ -122,6 +122,7 @@ class LocalDaskExecutor(_PooledExecutor):
         self.parallel = scheduler != "synchronous"
         self._threads: ThreadPoolExecutor | None = None
         self._processes: ProcessPoolExecutor | None = None
+        self._code_cache: dict[Any, bytes] = {}
 
     def __repr__(self) -> str:
         return f"<LocalDaskExecutor: {self.scheduler}, {self.num_workers} workers>"
@@ -132,6 +133,7 @@ class LocalDaskExecutor(_PooledExecutor):
             yield
             return
         self._threads = ThreadPoolExecutor(self.num_workers, thread_name_prefix="cairnflow")
+        self._code_cache = {}  # each task's code pickled once per run
         if self.scheduler == "processes":
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
@@ -150,11 +152,13 @@ class LocalDaskExecutor(_PooledExecutor):
             if self._processes is not None:
                 _terminate_workers(self._processes)
             self._threads = self._processes = None
+            self._code_cache = {}
             raise
         self._threads.shutdown(wait=True, cancel_futures=True)
         if self._processes is not None:
             self._processes.shutdown(wait=True, cancel_futures=True)
         self._threads = self._processes = None
+        self._code_cache = {}
 
     def run_task_code(self, fn: Callable[..., Any], kwargs: dict[str, Any],
                       timeout: float | None = None,
@@ -163,7 +167,7 @@ class LocalDaskExecutor(_PooledExecutor):
             return super().run_task_code(fn, kwargs, timeout)
         from cairnflow.runner import remote
 
-        payload = remote.pack(fn, kwargs)
+        payload = remote.pack(fn, kwargs, self._code_cache)
         future = self._processes.submit(remote.call, payload)
         return _await_remote(future, timeout)
 

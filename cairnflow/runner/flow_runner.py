@@ -8,10 +8,12 @@ into children, which run like any task run.
 
 from __future__ import annotations
 
+import gc
 import logging
 import re
 from collections import deque
-from collections.abc import Callable, Iterable, Sized
+from collections.abc import Callable, Iterable, Iterator, Sized
+from contextlib import contextmanager
 from concurrent.futures import Future
 from queue import SimpleQueue
 from typing import Any
@@ -408,6 +410,24 @@ class FlowRunner:
 
     def _slug(self, task: Task) -> str:
         return self.flow.slugs[task]
+
+
+@contextmanager
+def long_lived_heap_frozen() -> Iterator[None]:
+    """While a run runs, Python's cyclic garbage collector skips the objects that existed
+    when it started (``gc.freeze``): the flow's graph and everything the program built
+    before. Measured on the 10,000-task chain: the one full collection a run triggers
+    traversed them all, about a sixth of the engine's time. Garbage among those
+    objects is collected after the run (``gc.unfreeze``). Left alone when the program
+    froze objects itself, or has the collector disabled."""
+    if not gc.isenabled() or gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _dates(given: Any, now: pendulum.DateTime) -> dict[str, Any]:

@@ -12,6 +12,7 @@ the user's file and line, and the flow's process fills in the source lines.
 
 from __future__ import annotations
 
+import copyreg
 import io
 import logging
 import marshal
@@ -37,28 +38,77 @@ def _reduce_code(code: types.CodeType) -> tuple[Any, tuple[bytes]]:
 
 
 class _Pickler(cloudpickle.Pickler):
-    dispatch_table = ChainMap({types.CodeType: _reduce_code}, cloudpickle.Pickler.dispatch_table)
+    dispatch_table: dict = {}  # set by _dispatch_table() before each use
+
+
+_table_source: tuple[int, int] = (-1, -1)
+
+
+def _dispatch_table() -> dict:
+    """cloudpickle's dispatch table (a ChainMap, looked up in Python for every object
+    pickled: about 4x the time) as one plain dict, rebuilt when ``copyreg`` changed."""
+    global _table_source
+    source = (len(copyreg.dispatch_table), len(cloudpickle.Pickler.dispatch_table))
+    if source != _table_source:
+        _Pickler.dispatch_table = dict(ChainMap({types.CodeType: _reduce_code},
+                                                cloudpickle.Pickler.dispatch_table))
+        _table_source = source
+    return _Pickler.dispatch_table
 
 
 def dumps(value: Any) -> bytes:
     """cloudpickle, except that code objects keep the name of their file."""
+    _dispatch_table()
     buffer = io.BytesIO()
     _Pickler(buffer, protocol=cloudpickle.DEFAULT_PROTOCOL).dump(value)
     return buffer.getvalue()
 
 
-def pack(fn: Any, kwargs: dict[str, Any]) -> bytes:
-    """The payload for ``call``: code, arguments and the current context's plain values."""
+Payload = tuple[bytes, bytes]
+"""What ``call`` takes: the pickled code, and its arguments with the context."""
+
+
+def pack(fn: Any, kwargs: dict[str, Any], code_cache: dict | None = None) -> Payload:
+    """The payload for ``call``: code, arguments and the current context's plain values.
+
+    With ``code_cache`` (an executor's, for one run) each task's code is pickled once,
+    not once per call: a map's children share it, and the workers unpickle it once.
+    """
     values = current()
     ctx = {k: v for k, v in values.items() if not k.startswith("_") and k not in _LOCAL_ONLY}
     log_stdout = values.get("_stdout_buffer") is not None
-    return dumps((fn, kwargs, ctx, log_stdout))
+    code = None
+    if code_cache is not None:
+        try:
+            code = code_cache.get(fn)
+        except TypeError:  # an unhashable callable: pickled every time
+            code_cache = None
+    if code is None:
+        code = dumps(fn)
+        if code_cache is not None:
+            code_cache[fn] = code
+    return code, dumps((kwargs, ctx, log_stdout))
 
 
-def call(payload: bytes) -> bytes:
+_loaded_code: dict[bytes, Any] = {}
+"""In a worker: code already unpickled, by its bytes (as Dask's workers keep it)."""
+
+
+def _load_code(code: bytes) -> Any:
+    fn = _loaded_code.get(code)
+    if fn is None:
+        if len(_loaded_code) >= 256:
+            _loaded_code.clear()
+        fn = _loaded_code[code] = cloudpickle.loads(code)
+    return fn
+
+
+def call(payload: Payload) -> bytes:
     """Run in a worker process: call the code, return outcome and log records packed."""
     logs.install(console=False)  # the flow's process shows the records, in its format
-    fn, kwargs, ctx, log_stdout = cloudpickle.loads(payload)
+    code, arguments = payload
+    fn = _load_code(code)
+    kwargs, ctx, log_stdout = cloudpickle.loads(arguments)
     records: list[dict[str, Any]] = []
     values = {**ctx, "_log_sink": lambda r: records.append(_plain(r))}
     if log_stdout:
@@ -74,7 +124,7 @@ def call(payload: bytes) -> bytes:
     finally:
         leave(token)
     try:
-        return cloudpickle.dumps((outcome, records))
+        return dumps((outcome, records))
     except Exception as exc:  # an unpicklable value or exception: say so in one error
         kind, value, frames = outcome
         what = "result" if kind == "ok" else f"exception {type(value).__name__}: {value}"
@@ -82,7 +132,7 @@ def call(payload: bytes) -> bytes:
         return cloudpickle.dumps((("raised", error, frames), records))
 
 
-def call_on_dask(payload: bytes, topic: str, key: str) -> bytes:
+def call_on_dask(payload: Payload, topic: str, key: str) -> bytes:
     """``call`` on a Dask worker, first telling the flow's process that it started there
     (Dask starts a task again elsewhere when its worker is lost)."""
     from distributed import get_worker
