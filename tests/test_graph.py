@@ -587,3 +587,24 @@ def test_a_pickled_flow_keeps_its_edges_slugs_and_order():
     state = loaded.run()
     assert state.is_successful()
     assert state.result[loaded.get_tasks(slug=flow.slugs[c])[0]].result == 3
+
+
+def test_the_flow_hash_follows_every_change_to_the_graph():
+    """flow_hash is kept with the task order it came from; any change makes a new one."""
+    from cairnflow.runner.api import flow_hash
+
+    with Flow("hashed") as flow:
+        a = one()
+        b = inc(a)
+    first = flow_hash(flow)
+    assert flow_hash(flow) == first
+    flow.add_task(three.copy())
+    second = flow_hash(flow)
+    assert second != first
+    flow.add_edge(a, flow.get_tasks(name="three")[0])
+    third = flow_hash(flow)
+    assert third not in (first, second)
+    copy = flow.copy()
+    assert flow_hash(copy) == third
+    copy.add_edge(b, copy.get_tasks(name="three")[0])
+    assert flow_hash(copy) != third and flow_hash(flow) == third

@@ -433,3 +433,90 @@ def test_the_server_reads_a_postgres_store_created_after_it_started(pg_empty_url
         shown = client.get(f"/api/runs/{run['id']}").json()
         assert {t["slug"]: t["state"] for t in shown["tasks"]} == {
             "add-1": "Success", "add-2": "Success"}
+
+
+# -- claims ------------------------------------------------------------------------------
+
+
+def test_a_claim_skips_runs_a_peer_holds_and_takes_them_once_the_peer_lets_go(pg_url):
+    # SKIP LOCKED: rows a peer holds mid-claim are skipped, not waited for, so one
+    # empty claim does not mean an empty queue (the agent looks again).
+    import pendulum
+
+    from cairnflow.statestore.base import AgentRecord, FlowVersionRecord, NewFlowRun
+    from cairnflow.statestore.serialize import dump
+
+    store = PostgresStore(pg_url)
+    now = pendulum.now("UTC")
+    vid, _ = store.record_flow_version(FlowVersionRecord(
+        flow_name="claims", flow_hash="h", parameters=[], labels=["here"], graph={},
+        created_at=now, flow_blob=dump("flow")))
+    store.create_flow_runs([NewFlowRun(id=rid, flow_version_id=vid, parameters={},
+                                       parameters_blob=None, labels=["here"],
+                                       scheduled_start=now) for rid in ("r1", "r2")])
+    store.record_agent(AgentRecord("a1", "a1", ["here"], "h", os.getpid(), now))
+    peer = psycopg.connect("postgresql://" + pg_url.partition("://")[2])
+    try:
+        peer.execute("SELECT pk FROM flow_run WHERE id IN ('r1', 'r2') FOR UPDATE")
+        assert store.claim_flow_runs("a1", ["here"], 10, now) == []  # did not wait
+        peer.rollback()  # the peer's claim did not happen (an agent killed mid-claim)
+        assert [r.id for r in store.claim_flow_runs("a1", ["here"], 10, now)] == ["r1", "r2"]
+    finally:
+        peer.close()
+        store.close()
+
+
+HELLO = """
+from cairnflow import Flow, Parameter, task
+
+@task(log_stdout=True)
+def say_hello(name):
+    print(f"Hello, {name}!")
+
+with Flow("pg-hello") as flow:
+    say_hello(Parameter("name", default="world"))
+"""
+
+
+def test_the_server_and_an_agent_run_a_registered_flow_on_postgres(tmp_path, pg_empty_url):
+    # The orchestration story with real processes on PostgreSQL: register, then
+    # `cairnflow server start --db URL` and `cairnflow agent local start --db URL`,
+    # Run through the JSON API, and the run's page and logs read back from the server.
+    import urllib.request
+
+    import browserkit
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (tmp_path / "hello.py").write_text(HELLO)
+    env = browserkit.child_env(home)
+    registered = browserkit.subprocess.run(
+        [browserkit.sys.executable, "-m", "cairnflow.cli", "register", "hello.py",
+         "--db", pg_empty_url], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert registered.returncode == 0, registered.stdout + registered.stderr
+    server, base = browserkit.start_server(pg_empty_url, home, tmp_path)
+    agent = browserkit.Process(["agent", "local", "start", "--db", pg_empty_url], env,
+                               tmp_path / "agent.log", tmp_path)
+    try:
+        def get(path):
+            with urllib.request.urlopen(base + path, timeout=10) as resp:
+                body = resp.read().decode()
+                return json.loads(body) if path.startswith("/api/") else body
+
+        [flow] = get("/api/flows")
+        request = urllib.request.Request(
+            f"{base}/api/flows/{flow['id']}/runs", method="POST",
+            data=json.dumps({"parameters": {"name": "Marvin"}}).encode(),
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            run_id = json.loads(resp.read())["id"]
+        browserkit.wait_until(lambda: get(f"/api/runs/{run_id}")["state"] == "Success",
+                              60, "the agent to run it")
+        assert "Hello, Marvin!" in json.dumps(get(f"/api/runs/{run_id}/logs"))
+        assert run_id in get(f"/flow-run/{run_id}")
+        [seen] = get("/api/agents")
+        assert seen["host"]
+        assert f"Deploying flow run {run_id}" in agent.output()
+    finally:
+        agent.stop()
+        server.stop()

@@ -23,7 +23,7 @@ __all__ = ["Flow", "require_flow", "active_flow"]
 _active_flow: ContextVar[Flow | None] = ContextVar("cairnflow_active_flow", default=None)
 _active_case: ContextVar[Any] = ContextVar("cairnflow_active_case", default=None)
 _active_resource: ContextVar[Any] = ContextVar("cairnflow_active_resource", default=None)
-_DERIVED = ("_upstream", "_downstream", "_by_slug", "_sorted")
+_DERIVED = ("_upstream", "_downstream", "_by_slug", "_sorted", "_hash_of_order")
 """Flow attributes rebuilt from the others when a pickled flow is loaded."""
 
 

@@ -264,13 +264,21 @@ def _new_record(flow: Flow, parameters: dict[str, Any], run_id: str | None = Non
 
 def flow_hash(flow: Flow) -> str:
     """A hash of the flow's structure: its slugs and edges (not its code)."""
+    order = flow.sorted_tasks()
+    # Kept with the order it was computed from: any change to the graph (tasks,
+    # slugs, edges) makes the flow compute a new order, and so a new hash.
+    cached = flow.__dict__.get("_hash_of_order")
+    if cached is not None and cached[0] is order:
+        return cached[1]
     digest = hashlib.sha256()
-    for task in flow.sorted_tasks():
+    for task in order:
         digest.update(flow.slugs[task].encode())
         for edge in flow.upstream_edges(task):
             digest.update(f"<{flow.slugs[edge.upstream_task]}:{edge.key}:{edge.mapped}:"
                           f"{edge.flattened}".encode())
-    return digest.hexdigest()[:16]
+    value = digest.hexdigest()[:16]
+    flow.__dict__["_hash_of_order"] = (order, value)
+    return value
 
 
 def _source_variable(flow: Flow) -> str | None:

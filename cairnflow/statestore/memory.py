@@ -23,7 +23,7 @@ from cairnflow.statestore.memory_orch import OrchestrationMemory, RunOrchestrati
 from cairnflow.statestore.serialize import SerializedResult
 
 
-@dataclass
+@dataclass(slots=True)  # one per task run, made and updated on every transition
 class _TaskRun:
     slug: str
     name: str | None

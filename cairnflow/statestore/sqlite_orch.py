@@ -353,13 +353,6 @@ class OrchestrationSQL:
             return any(labels_match(_json_list(lab), labels) for lab, _ in found)
         return self._read(read)
 
-    def data_version(self) -> int | None:
-        with self._lock:
-            conn = getattr(self, "_conn", None)
-            if conn is None or getattr(self, "_closed", False):
-                return None
-            return conn.execute("PRAGMA data_version").fetchone()[0]
-
     def request_cancel(self, run_id: str) -> str:
         now = ts(rows.utc_now())
 
