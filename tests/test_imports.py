@@ -106,6 +106,8 @@ def store_with_runs(tmp_path_factory):
     ["runs", "ls", "--json", "--limit", "1"],
     ["runs", "ls", "--flow=one", "--state", "success", "--json"],
     ["runs", "ls", "--json", "--flow", "other"],
+    ["runs", "ls"],
+    ["runs", "ls", "--state", "failed"],
     ["runs", "show", "last", "--json"],
     ["runs", "show", "last", "--all", "--json"],
 ])
@@ -127,6 +129,11 @@ def test_read_json_commands_print_what_the_typer_command_prints_without_typer(
     expected = CliRunner().invoke(app, [*args, *db])
     assert expected.exit_code == 0
     assert "\n".join(printed) + "\n" == expected.output
+    if "--json" not in args:
+        lines = expected.output.splitlines()
+        assert lines[0].split()[:3] == ["id", "flow", "state"]
+        assert len(lines) == (2 if "failed" in args else 3), expected.output
+        return
     shown = json.loads(expected.output)
     if args[1] == "show":
         assert (shown["flow_name"], [t["slug"] for t in shown["tasks"]]) == ("one", ["one-1"])

@@ -464,3 +464,59 @@ def test_a_claim_skips_runs_a_peer_holds_and_takes_them_once_the_peer_lets_go(pg
     finally:
         peer.close()
         store.close()
+
+
+HELLO = """
+from cairnflow import Flow, Parameter, task
+
+@task(log_stdout=True)
+def say_hello(name):
+    print(f"Hello, {name}!")
+
+with Flow("pg-hello") as flow:
+    say_hello(Parameter("name", default="world"))
+"""
+
+
+def test_the_server_and_an_agent_run_a_registered_flow_on_postgres(tmp_path, pg_empty_url):
+    # The orchestration story with real processes on PostgreSQL: register, then
+    # `cairnflow server start --db URL` and `cairnflow agent local start --db URL`,
+    # Run through the JSON API, and the run's page and logs read back from the server.
+    import urllib.request
+
+    import browserkit
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (tmp_path / "hello.py").write_text(HELLO)
+    env = browserkit.child_env(home)
+    registered = browserkit.subprocess.run(
+        [browserkit.sys.executable, "-m", "cairnflow.cli", "register", "hello.py",
+         "--db", pg_empty_url], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert registered.returncode == 0, registered.stdout + registered.stderr
+    server, base = browserkit.start_server(pg_empty_url, home, tmp_path)
+    agent = browserkit.Process(["agent", "local", "start", "--db", pg_empty_url], env,
+                               tmp_path / "agent.log", tmp_path)
+    try:
+        def get(path):
+            with urllib.request.urlopen(base + path, timeout=10) as resp:
+                body = resp.read().decode()
+                return json.loads(body) if path.startswith("/api/") else body
+
+        [flow] = get("/api/flows")
+        request = urllib.request.Request(
+            f"{base}/api/flows/{flow['id']}/runs", method="POST",
+            data=json.dumps({"parameters": {"name": "Marvin"}}).encode(),
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            run_id = json.loads(resp.read())["id"]
+        browserkit.wait_until(lambda: get(f"/api/runs/{run_id}")["state"] == "Success",
+                              60, "the agent to run it")
+        assert "Hello, Marvin!" in json.dumps(get(f"/api/runs/{run_id}/logs"))
+        assert run_id in get(f"/flow-run/{run_id}")
+        [seen] = get("/api/agents")
+        assert seen["host"]
+        assert f"Deploying flow run {run_id}" in agent.output()
+    finally:
+        agent.stop()
+        server.stop()

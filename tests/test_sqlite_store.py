@@ -739,3 +739,17 @@ def test_a_run_with_100000_mapped_children_is_readable_within_1_gib(store, db):
     store.close()
     seconds, peak = read_in_a_new_process(db, "100000")
     assert peak < 1 << 30, f"peak RSS {peak / 2**20:.0f} MiB"
+
+
+@pytest.mark.skipif(not hasattr(sqlite3.Connection, "setlimit"), reason="Python 3.11+")
+def test_a_maps_expansion_fits_sqlites_smallest_variable_limit(store):
+    # A 3,000-child map's Pending rows go in one batch; SQLite builds older than 3.32
+    # (and some distributions) allow only 999 variables per statement.
+    store._conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+    store.record_transitions([tr("Running")])
+    store.record_transitions([tr("Mapped", "sq-1")] + [
+        tr("Pending", "sq-1", map_index=i) for i in range(3_000)])
+    runs = store.get_task_runs("run-1")
+    assert [(t.map_index, t.state) for t in runs] == [(None, "Mapped")] + [
+        (i, "Pending") for i in range(3_000)]
+    assert len(store.get_history("run-1")) == 3_002

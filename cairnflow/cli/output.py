@@ -19,7 +19,7 @@ import re
 import shutil
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from functools import lru_cache
 from typing import Any
 
@@ -35,7 +35,7 @@ __all__ = [
     "emit", "print_json", "Table", "fit", "stdout_is_terminal", "echo_raw", "echo", "fields", "run_json", "run_detail_json",
     "task_json", "transition_json", "flow_json", "log_json", "iso", "local_time",
     "clock_time", "local_zone", "human_duration", "state_style", "style_state", "styled",
-    "color_enabled", "task_label", "short_id", "command_line", "level_name",
+    "color_enabled", "task_label", "short_id", "command_line", "level_name", "show_runs",
 ]
 
 SHORT_ID = 8
@@ -74,6 +74,31 @@ def _write(text: str) -> None:
 
 
 # -- values for people -----------------------------------------------------------------
+
+
+def show_runs(runs: Sequence[Any]) -> None:
+    """The table ``runs ls`` prints: a row per run (``FlowRunInfo``), newest first."""
+    table = Table(["id", "flow", "state", f"started ({local_zone()})", "duration",
+                   "attempt"], state_column=2, right=[5], optional=[4, 5])
+    for r in runs:
+        table.add(short_id(r.id), r.flow_name, r.state, _started(r), _run_duration(r),
+                  r.attempt)
+    table.print()
+    if not runs:
+        echo("(no runs)")
+
+
+def _started(run: Any) -> str:
+    local = local_time(run.created_at)
+    return local.rsplit(" ", 1)[0]  # the zone is in the header
+
+
+def _run_duration(run: Any) -> str:
+    """How long the latest attempt took (or has taken so far, while it runs)."""
+    end = run.ended_at
+    if end is None and run.state == "Running":
+        end = datetime.now(timezone.utc)
+    return human_duration(run.started_at, end)
 
 
 def short_id(run_id: str) -> str:

@@ -1,9 +1,9 @@
-"""The ``--json`` read commands that scripts call often, without loading Typer.
+"""The read commands people and scripts call most often, without loading Typer.
 
 Typer (and through it pydantic and rich) takes longer to import than such a
 command takes to run, so ``main()`` first offers the command line to
 ``handle``. It answers only a command line it fully understands,
-``cairnflow runs ls --json`` with ``--flow``, ``--state``, ``--limit`` and
+``cairnflow runs ls [--json]`` with ``--flow``, ``--state``, ``--limit`` and
 ``--db``, or ``cairnflow runs show RUN_ID --json`` with ``--all`` and ``--db``
 (options as ``--opt value`` or ``--opt=value``), and prints what the Typer
 command prints. Anything else (another command or option, ``--help``, a value
@@ -28,11 +28,13 @@ _RUNS_SHOW = {"--db"}
 def handle(argv: Sequence[str]) -> bool:
     """Run the command line ``argv`` (without the program name) if it is one of the
     quick ones; return whether it was (and so was done)."""
-    if len(argv) < 3 or argv[0] != "runs" or "--json" not in argv:
+    if len(argv) < 2 or argv[0] != "runs":
         return False
     if argv[1] == "ls":
         options = _options(argv[2:], _RUNS_LS)
-        return options is not None and _runs_ls(options)
+        return options is not None and _runs_ls(options, "--json" in argv)
+    if len(argv) < 3 or "--json" not in argv:
+        return False
     if argv[1] == "show" and not argv[2].startswith("-"):
         options = _options(argv[3:], _RUNS_SHOW, flags={"--all"})
         return options is not None and _runs_show(argv[2], options)
@@ -62,7 +64,7 @@ def _options(args: Sequence[str], known: set[str],
     return options
 
 
-def _runs_ls(options: dict[str, str]) -> bool:
+def _runs_ls(options: dict[str, str], as_json: bool) -> bool:
     from cairnflow.cli import output
     from cairnflow.cli.opening import reading
     from cairnflow.exceptions import CairnflowError
@@ -80,10 +82,10 @@ def _runs_ls(options: dict[str, str]) -> bool:
         with reading(options.get("--db")) as store:
             runs = queries.list_runs(store, flow_name=options.get("--flow"), state=wanted,
                                      limit=limit or None)
-        data = [output.run_json(r) for r in runs]
+        data = [output.run_json(r) for r in runs] if as_json else runs
     except (CairnflowError, OSError):
         return False  # Typer's command reads again and reports it in one line
-    _print(output, data)
+    _print(output.print_json if as_json else output.show_runs, data)
     return True
 
 
@@ -99,15 +101,15 @@ def _runs_show(ref: str, options: dict[str, str]) -> bool:
         data = output.run_detail_json(detail.run, detail.tasks)
     except (CairnflowError, OSError):
         return False  # an unknown run, say: Typer's command reports it in one line
-    _print(output, data)
+    _print(output.print_json, data)
     return True
 
 
-def _print(output: Any, data: Any) -> None:
-    """Print ``data`` as JSON; a reader that has gone (``... | head``) ends it quietly, as
+def _print(show: Any, data: Any) -> None:
+    """``show(data)``; a reader that has gone (``... | head``) ends it quietly, as
     ``errors.QuietWhenClosed`` does for Typer's commands."""
     try:
-        output.print_json(data)
+        show(data)
     except BrokenPipeError:
         try:  # so that the interpreter's last flush at exit does not complain either
             devnull = os.open(os.devnull, os.O_WRONLY)

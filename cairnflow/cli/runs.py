@@ -70,29 +70,7 @@ def list_runs(
     output.emit(as_json, lambda: [output.run_json(r) for r in runs], lambda: _show_runs(runs))
 
 
-def _show_runs(runs: list[FlowRunInfo]) -> None:
-    table = output.Table(["id", "flow", "state", f"started ({output.local_zone()})",
-                          "duration", "attempt"], state_column=2, right=[5],
-                         optional=[4, 5])
-    for r in runs:
-        table.add(output.short_id(r.id), r.flow_name, r.state, _started(r), _duration(r),
-                  r.attempt)
-    table.print()
-    if not runs:
-        output.echo("(no runs)")
-
-
-def _started(run: FlowRunInfo) -> str:
-    local = output.local_time(run.created_at)
-    return local.rsplit(" ", 1)[0]  # the zone is in the header
-
-
-def _duration(run: FlowRunInfo) -> str:
-    """How long the latest attempt took (or has taken so far, while it runs)."""
-    end = run.ended_at
-    if end is None and run.state == "Running":
-        end = pendulum.now("UTC")
-    return output.human_duration(run.started_at, end)
+_show_runs = output.show_runs  # also what `runs rm` shows before it asks
 
 
 def state_name(text: str) -> str:

@@ -16,6 +16,12 @@ recorded is untrue. Grouping the commit of one task's ``Success`` with the
 next task's ``Running``, and log records with the transitions they travel
 with, saves commits without weakening that promise.
 
+A task run's history begins with ``Pending``, committed in a transaction that
+happens anyway: every task run the flow run knows of when an attempt starts
+(those without a history yet) with the attempt's start, a map's children with
+its ``Mapped``. So no task pays a commit for it, and a kill at any instant
+leaves every task run's history beginning with its Pending.
+
 Group commit: threads append to the buffer under a short lock of its own, and
 write under another, so while one thread's commit is in flight the others'
 transitions gather in the buffer; the next commit carries them all, and a

@@ -327,6 +327,11 @@ class OrchestrationSQL:
                 claimed.append(rid)
             return claimed
 
+        return self._claim_with(write, labels, due)
+
+    def _claim_with(self, write: Any, labels: Sequence[str], due: str) -> list[FlowRunInfo]:
+        """Run the claim ``write`` (which returns the claimed ids) once a read-only
+        look found something claimable: an idle agent never takes a write lock."""
         if not self._claimable(labels, due):
             return []
         ids = self._transact(write, write=True)
@@ -352,13 +357,6 @@ class OrchestrationSQL:
                 "scheduled_start <= ?) OR state = 'Submitted'", (due,)).fetchall()
             return any(labels_match(_json_list(lab), labels) for lab, _ in found)
         return self._read(read)
-
-    def data_version(self) -> int | None:
-        with self._lock:
-            conn = getattr(self, "_conn", None)
-            if conn is None or getattr(self, "_closed", False):
-                return None
-            return conn.execute("PRAGMA data_version").fetchone()[0]
 
     def request_cancel(self, run_id: str) -> str:
         now = ts(rows.utc_now())
