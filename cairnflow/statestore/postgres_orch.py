@@ -91,10 +91,7 @@ class OrchestrationPG(OrchestrationSQL):
                 claimed.append(rid)
             return claimed
 
-        if not self._claimable(labels, due):
-            return []
-        ids = self._transact(write, write=True)
-        return [self.get_flow_run(rid) for rid in ids]  # type: ignore[attr-defined]
+        return self._claim_with(write, labels, due)
 
     def _write_closing(self, cur: Any, closing: Sequence[Transition]) -> None:
         from cairnflow.statestore.postgres_batch import execute_plan

@@ -327,6 +327,11 @@ class OrchestrationSQL:
                 claimed.append(rid)
             return claimed
 
+        return self._claim_with(write, labels, due)
+
+    def _claim_with(self, write: Any, labels: Sequence[str], due: str) -> list[FlowRunInfo]:
+        """Run the claim ``write`` (which returns the claimed ids) once a read-only
+        look found something claimable: an idle agent never takes a write lock."""
         if not self._claimable(labels, due):
             return []
         ids = self._transact(write, write=True)
