@@ -325,3 +325,39 @@ def test_processes_store_logs_and_errors_from_the_worker(memory_store):
     state = flow_state.result[failing]
     assert type(state) is states.Failed
     assert state.message == "Error during execution of task: ValueError('in a worker')"
+
+
+class _Scale(__import__("cairnflow").Task):
+    """A class-based task: its code is a bound method, so each instance is its own code."""
+
+    def __init__(self, factor, **kwargs):
+        self.factor = factor
+        super().__init__(**kwargs)
+
+    def run(self, x):
+        return x * self.factor
+
+
+def test_each_task_code_reaches_the_worker_processes_as_its_own(memory_store):
+    """Code is pickled once per task per run: two instances of one Task class, and
+    two functions, each run with their own code and settings on the workers."""
+    @task
+    def plus_one(x):
+        return x + 1
+
+    @task
+    def minus_one(x):
+        return x - 1
+
+    double, triple = _Scale(2, name="double"), _Scale(3, name="triple")
+    with Flow("codes") as flow:
+        a = double.map([1, 2, 3])
+        b = triple.map([1, 2, 3])
+        c = plus_one.map(a)
+        d = minus_one.map(b)
+    state = flow.run(store=memory_store, executor=_processes())
+    assert state.is_successful()
+    assert state.result[c].result == [3, 5, 7]
+    assert state.result[d].result == [2, 5, 8]
+    state = flow.run(store=memory_store, executor=_processes())  # a second run, anew
+    assert state.result[a].result == [2, 4, 6] and state.result[b].result == [3, 6, 9]
