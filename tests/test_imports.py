@@ -157,3 +157,18 @@ def test_what_the_quick_path_does_not_understand_is_typers_to_report(
     assert done.returncode == status, done.stderr
     assert says in done.stdout + done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_version_is_printed_without_typer(tmp_path):
+    code = """
+        from cairnflow.cli import main
+        sys.argv = ["cairnflow", "--version"]
+        main()
+    """
+    report = textwrap.dedent(code) + "\nprint('typer' in sys.modules)\n"
+    done = subprocess.run([sys.executable, "-c", "import sys\n" + report],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    printed, loaded = done.stdout.splitlines()
+    assert printed == CliRunner().invoke(app, ["--version"]).output.strip()
+    assert printed.startswith("cairnflow ") and loaded == "False"

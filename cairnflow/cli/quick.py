@@ -3,7 +3,7 @@
 Typer (and through it pydantic and rich) takes longer to import than such a
 command takes to run, so ``main()`` first offers the command line to
 ``handle``. It answers only a command line it fully understands,
-``cairnflow runs ls [--json]`` with ``--flow``, ``--state``, ``--limit`` and
+``cairnflow --version``, ``cairnflow runs ls [--json]`` with ``--flow``, ``--state``, ``--limit`` and
 ``--db``, or ``cairnflow runs show RUN_ID --json`` with ``--all`` and ``--db``
 (options as ``--opt value`` or ``--opt=value``), and prints what the Typer
 command prints. Anything else (another command or option, ``--help``, a value
@@ -28,6 +28,11 @@ _RUNS_SHOW = {"--db"}
 def handle(argv: Sequence[str]) -> bool:
     """Run the command line ``argv`` (without the program name) if it is one of the
     quick ones; return whether it was (and so was done)."""
+    if list(argv) == ["--version"]:
+        from cairnflow import __version__
+
+        _print(print, f"cairnflow {__version__}")
+        return True
     if len(argv) < 2 or argv[0] != "runs":
         return False
     if argv[1] == "ls":

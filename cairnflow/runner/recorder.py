@@ -106,6 +106,7 @@ class Recorder:
         self._lock = threading.RLock()  # writes; a log record emitted while writing must not deadlock
         self._buffer_lock = threading.Lock()  # the buffers; never held while waiting for _lock
         self._committed_changed = threading.Condition(self._buffer_lock)  # after each write
+        self._waiting = 0  # threads waiting on _committed_changed (under _buffer_lock)
         self._appended = 0  # transitions appended by ``transition``
         self._committed = 0  # how many of those are committed
         self._wake = threading.Event()
@@ -168,7 +169,11 @@ class Recorder:
                     return
                 # Told after each write, failed ones too (the timeout: a holder of
                 # the lock that is not writing, such as abort reading the store).
-                self._committed_changed.wait(0.05)
+                self._waiting += 1
+                try:
+                    self._committed_changed.wait(0.05)
+                finally:
+                    self._waiting -= 1
                 if self._committed >= mine:
                     return
 
@@ -297,7 +302,8 @@ class Recorder:
             raise
         with self._buffer_lock:
             self._committed = max(self._committed, upto)
-            self._committed_changed.notify_all()
+            if self._waiting:  # (notify_all is three Python calls; alone, nobody waits)
+                self._committed_changed.notify_all()
 
     def log_record(self, record: logging.LogRecord) -> None:
         """Buffer a log record with the task run of the current context (a log sink).

@@ -83,8 +83,9 @@ class MemoryStore(OrchestrationMemory, StateStore):
     def record_flow_run(self, run: FlowRunRecord,
                         transitions: Sequence[Transition] = ()) -> None:
         require_aware(run.started_at, "started_at")
-        for t in transitions:
-            require_aware(t.timestamp)
+        for t in transitions:  # a run's start carries every task run's first Pending
+            if t.timestamp.tzinfo is None:
+                require_aware(t.timestamp)
         with self._lock:
             existing = self._runs.get(run.id)
             if existing is None:
@@ -95,8 +96,11 @@ class MemoryStore(OrchestrationMemory, StateStore):
                             prior.host, existing.updated_at, prior.process_start)
                 existing.record = replace(run, flow_blob=run.flow_blob or prior.flow_blob)
                 existing.updated_at = pendulum.now("UTC")
+            target = None
             for t in transitions:
-                self._apply(self._run(t.flow_run_id), t)
+                if target is None or target.record.id != t.flow_run_id:
+                    target = self._run(t.flow_run_id)
+                self._apply(target, t)
 
     def record_transitions(self, transitions: Sequence[Transition],
                            logs: Sequence[LogEntry] = ()) -> None:
