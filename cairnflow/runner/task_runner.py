@@ -21,7 +21,7 @@ from cairnflow.context import enter as enter_context, leave as leave_context
 from cairnflow import signals
 from cairnflow.runner import remote, targets
 from cairnflow.runner.cache import CACHE
-from cairnflow.runner.executors import TaskTimeout
+from cairnflow.runner.executors import Executor, TaskTimeout
 from cairnflow.states import (
     Failed, Finished, Looped, Mapped, Pending, Retrying, Running, Skipped, State, Success, TimedOut,
     TriggerFailed, is_reusable_by_resume, state_from_name,
@@ -61,6 +61,9 @@ class TaskRunner:
         self.flow_run = flow_run
         self.recorder = flow_run.recorder
         self.has_targets, self.writes_results = targets.uses_results(flow_run.flow)
+        # The executor calls task code in this thread, as the base class does.
+        self.calls_in_place = (type(flow_run.executor).run_task_code
+                               is Executor.run_task_code)
 
     # -- the steps ----------------------------------------------------------------
 
@@ -196,9 +199,12 @@ class TaskRunner:
         ``ENDRUN``, which ends the task run as it stands and so is raised on)."""
         token = enter_context(ctx)
         try:
-            value = self.flow_run.executor.run_task_code(
-                task.run, inputs, task.timeout,
-                on_restart=lambda why: self._restarted(task, ctx, why))
+            if self.calls_in_place and task.timeout is None:
+                value = task.run(**inputs)  # what Executor.run_task_code does
+            else:
+                value = self.flow_run.executor.run_task_code(
+                    task.run, inputs, task.timeout,
+                    on_restart=lambda why: self._restarted(task, ctx, why))
         except signals.PrefectStateSignal as sig:
             return sig.state
         except TaskTimeout:
