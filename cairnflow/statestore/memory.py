@@ -14,7 +14,7 @@ from datetime import datetime
 import pendulum
 
 from cairnflow.exceptions import FencedOutError, ResultNotFoundError, UnknownRunError
-from cairnflow.states import is_finished as _is_finished
+from cairnflow.states import FINISHED, is_finished as _is_finished
 from cairnflow.statestore.base import (
     FlowInfo, FlowRunInfo, FlowRunRecord, LogEntry, ResumeData, StateStore, TaskKey,
     TaskRunInfo, Transition, check_claim, fenced_out_message, is_owner_alive, require_aware,
@@ -110,7 +110,8 @@ class MemoryStore(OrchestrationMemory, StateStore):
                 for t in items:
                     if t.timestamp.tzinfo is None:
                         require_aware(t.timestamp)
-                    if (t.flow_run_id, t.attempt) != checked:
+                    if checked is None or checked[0] != t.flow_run_id \
+                            or checked[1] != t.attempt:
                         self._fence(self._run(t.flow_run_id), t.flow_run_id, t.attempt)
                         checked = (t.flow_run_id, t.attempt)
             for t in transitions:
@@ -125,23 +126,24 @@ class MemoryStore(OrchestrationMemory, StateStore):
 
     def _apply(self, run: _Run, t: Transition) -> None:
         run.history.append(t)  # results are stripped when history is read
-        if t.task_slug is None:
-            run.state, run.message = t.state, t.message
-            run.ended_at = t.timestamp if _is_finished(t.state) else None
+        _, _, slug, name, map_index, state, message, timestamp, result = t
+        if slug is None:
+            run.state, run.message = state, message
+            run.ended_at = timestamp if state in FINISHED else None
             return
-        key = (t.task_slug, t.map_index)
+        key = (slug, map_index)
         task_run = run.task_runs.get(key)
         if task_run is None:
-            task_run = run.task_runs[key] = _TaskRun(t.task_slug, t.task_name, t.map_index)
-        task_run.state, task_run.message = t.state, t.message
-        if t.state == "Running":
+            task_run = run.task_runs[key] = _TaskRun(slug, name, map_index)
+        task_run.state, task_run.message = state, message
+        if state == "Running":
             task_run.attempts += 1
-            task_run.started_at = task_run.started_at or t.timestamp
+            task_run.started_at = task_run.started_at or timestamp
             task_run.ended_at = None
         else:
-            task_run.ended_at = t.timestamp if _is_finished(t.state) else None
-        if t.result is not None:
-            run.results[key] = t.result
+            task_run.ended_at = timestamp if state in FINISHED else None
+        if result is not None:
+            run.results[key] = result
 
     def record_logs(self, entries: Sequence[LogEntry]) -> None:
         self.record_transitions((), entries)
