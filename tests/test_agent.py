@@ -2,8 +2,8 @@
 
 Every test runs on a SQLite file and on a fresh PostgreSQL schema (``db`` is
 parametrized; the PostgreSQL half is skipped without ``CAIRNFLOW_TEST_PG_URL``, and
-is in ``-m slow`` except for the 4-agents test, ``any_db``), and on PostgreSQL two
-simulated hosts (``CAIRNFLOW_HOSTNAME``) share the runs.
+is in ``-m slow``), and on PostgreSQL two simulated hosts (``CAIRNFLOW_HOSTNAME``)
+share the runs of four agents: that test is PostgreSQL's in the default run.
 """
 
 from __future__ import annotations
@@ -94,12 +94,6 @@ def _store_url(request, tmp_path):
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.slow)])
 def db(request, tmp_path):
-    return _store_url(request, tmp_path)
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def any_db(request, tmp_path):
-    """Both stores in the default run: for the must-show tests."""
     return _store_url(request, tmp_path)
 
 
@@ -241,12 +235,12 @@ def four_agents_run_each_once(tmp_path, db, agents, count, hosts=(None,), timeou
         store.close()
 
 
-def test_four_agents_run_each_of_many_runs_exactly_once(tmp_path, any_db, env,
+def test_four_agents_run_each_of_many_runs_exactly_once(tmp_path, db, env,
                                                        monkeypatch):
     monkeypatch.setenv("SIDE_EFFECTS", env["SIDE_EFFECTS"])
-    made = Agents(tmp_path, any_db, env)
+    made = Agents(tmp_path, db, env)
     try:
-        four_agents_run_each_once(tmp_path, any_db, made, 40)
+        four_agents_run_each_once(tmp_path, db, made, 40)
     finally:
         made.stop()
 

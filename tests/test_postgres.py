@@ -304,6 +304,7 @@ def test_cairnflow_db_url_names_the_postgres_store(pg_url, monkeypatch):
 # -- real processes -------------------------------------------------------------------
 
 
+@pytest.mark.slow  # the default run has SQLite's loop (test_crash) and the schema kill below
 def test_random_sigkills_on_postgres_never_lose_or_repeat_committed_work(
         tmp_path, cairnflow_home, pg_fresh_url):
     from test_crash import kill_resume_and_check
