@@ -61,17 +61,20 @@ def outcomes(request, tmp_path_factory):
     """Every selected file in its selected modes, four at a time, each with its own
     CAIRNFLOW_HOME."""
     def run(job):
-        path, mode = job
-        home = tmp_path_factory.mktemp(f"{path.stem}-{mode}")
+        path, mode, home = job
         env = {**os.environ, "CAIRNFLOW_HOME": str(home)}
         env.pop("CAIRNFLOW_DB_URL", None)
-        return job, subprocess.run([sys.executable, *MODES[mode], str(path)], env=env,
-                                   cwd=str(home), capture_output=True, text=True,
-                                   timeout=180)
+        done = subprocess.run([sys.executable, *MODES[mode], str(path)], env=env,
+                              cwd=str(home), capture_output=True, text=True, timeout=180)
+        return (path, mode), done
 
-    jobs = [(item.callspec.params["path"], item.callspec.params["mode"])
-            for item in request.session.items
-            if item.originalname == "test_flow_file_runs_and_gives_prefects_result"]
+    # Each home is made here, not in the pool: pytest's temporary-directory factory is
+    # not thread-safe (the first call creates its base directory).
+    jobs = [(path, mode, tmp_path_factory.mktemp(f"{path.stem}-{mode}"))
+            for path, mode in ((item.callspec.params["path"], item.callspec.params["mode"])
+                               for item in request.session.items
+                               if item.originalname ==
+                               "test_flow_file_runs_and_gives_prefects_result")]
     with ThreadPoolExecutor(4) as pool:
         return {(path.name, mode): proc for (path, mode), proc in pool.map(run, jobs)}
 
