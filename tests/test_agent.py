@@ -247,11 +247,15 @@ def test_four_agents_run_each_of_many_runs_exactly_once(tmp_path, db, env,
         made.stop()
 
 
-@pytest.mark.slow
-def test_four_agents_and_a_thousand_runs_each_exactly_once(tmp_path, db, env, agents,
-                                                          monkeypatch):
+@pytest.mark.slow  # on SQLite; PostgreSQL's 1,000 runs: the two-hosts test below
+def test_four_agents_and_a_thousand_runs_each_exactly_once(tmp_path, env, monkeypatch):
     monkeypatch.setenv("SIDE_EFFECTS", env["SIDE_EFFECTS"])
-    four_agents_run_each_once(tmp_path, db, agents, 1000, timeout=900)
+    db = f"sqlite:///{tmp_path / 'cairnflow.db'}"
+    made = Agents(tmp_path, db, env)
+    try:
+        four_agents_run_each_once(tmp_path, db, made, 1000, timeout=900)
+    finally:
+        made.stop()
 
 
 def test_agents_on_two_hosts_split_the_runs_of_one_postgres_store(
@@ -265,7 +269,7 @@ def test_agents_on_two_hosts_split_the_runs_of_one_postgres_store(
     assert set(hosts) == {"host-a", "host-b"}, hosts
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # four agents, 1,000 runs, one PostgreSQL store, two hosts
 def test_agents_on_two_hosts_split_a_thousand_runs_none_twice(
         tmp_path, pg_db, env, monkeypatch):
     monkeypatch.setenv("SIDE_EFFECTS", env["SIDE_EFFECTS"])
