@@ -432,3 +432,27 @@ def test_a_parent_flow_runs_a_registered_child_through_the_agent(tmp_path, db, e
     assert (child.flow_name, child.state, child.parameters) == ("child", "Success", {"n": 21})
     assert store.get_flow_run(state.result[started].result).state == "Success"
     store.close()
+
+
+@pytest.mark.parametrize("how", ["sigint-ignored-by-the-shell", "sigterm"])
+def test_an_agent_started_in_the_background_stops_on_sigint_and_on_sigterm(
+        tmp_path, env, how):
+    """`nohup cairnflow agent local start &` starts it with SIGINT ignored; systemd
+    and `kill` send SIGTERM: either way it stops at once, saying so."""
+    db = f"sqlite:///{tmp_path / 'cairnflow.db'}"
+    out = tmp_path / "agent.log"
+    with open(out, "wb") as f:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cairnflow.cli", "agent", "local", "start", "--db", db],
+            stdout=f, stderr=subprocess.STDOUT, env=env,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        wait_for(lambda: "waiting for flow runs" in out.read_text(), what="the agent to start")
+        proc.send_signal(signal.SIGINT if how.startswith("sigint") else signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "stopping (runs it started keep running)" in out.read_text()
+    assert "Traceback" not in out.read_text()

@@ -98,15 +98,19 @@ def agent_start(
     """Start a local agent: it claims due runs and runs each in its own process.
 
     A run is taken only if all its labels are among the agent's (the agent
-    has this host's name as a label too). Stop it with Ctrl-C.
+    has this host's name as a label too). Stop it with Ctrl-C or SIGTERM (runs
+    it started keep running).
 
     Example: cairnflow agent local start --label etl
     """
     from cairnflow.agent.local import LocalAgent
+    from cairnflow.cli.interrupts import stop_on_sigint, stop_on_sigterm
     from cairnflow.registration import host_name
 
     labels = list(label or [])
     if not no_hostname_label:
         labels.append(host_name())
     agent = LocalAgent(db=db, labels=labels, limit=limit, name=name)
+    stop_on_sigint()  # even when started as `nohup ... &`
+    stop_on_sigterm()
     agent.run_forever()

@@ -8,7 +8,6 @@ when the flow run succeeded, 1 otherwise.
 from __future__ import annotations
 
 import json
-import signal
 import warnings
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
@@ -17,6 +16,7 @@ import typer
 
 from cairnflow.cli import output
 from cairnflow.cli.errors import FAILED, INTERRUPTED, OK, UsageError, fail
+from cairnflow.cli.interrupts import stop_on_sigint
 from cairnflow.cli.options import Db, RunRef, reading
 from cairnflow.cli.output import command_line
 from cairnflow.exceptions import MissingParameterError, RunStillAliveError
@@ -362,7 +362,7 @@ def _follow(view: Any, tracker: Any, db: str | None, start: Any, level: int) -> 
     """Run ``start()`` with the view showing progress; Ctrl-C ends with status 130."""
     from cairnflow.cli.progress import quiet_engine_console
 
-    _stop_on_sigint()
+    stop_on_sigint()
     try:
         with view, quiet_engine_console(view, tracker, level):
             return start()
@@ -372,14 +372,6 @@ def _follow(view: Any, tracker: Any, db: str | None, start: Any, level: int) -> 
         if tracker.run_id is None:
             _stop_now("interrupted before the run started")
         _stop_now(_interrupted(tracker.run_id, db))
-
-
-def _stop_on_sigint() -> None:
-    """Stop on SIGINT even when started by a shell that ignores it (a background
-    job, ``nohup``, a CI runner): Ctrl-C and the engine's own stop when another
-    process took the run over both arrive as SIGINT, and must not be lost."""
-    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _interrupted(run_id: str, db: str | None) -> str:
