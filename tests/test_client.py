@@ -126,7 +126,6 @@ def readme_client_blocks() -> list[str]:
 
 def test_the_readme_client_examples_run_as_written(tmp_path, cairnflow_home, monkeypatch):
     """The README's examples run against a store holding the 3 a.m. story's run."""
-    import shutil
     import subprocess
     import sys
 

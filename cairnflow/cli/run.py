@@ -23,6 +23,7 @@ from cairnflow.exceptions import MissingParameterError, RunStillAliveError
 
 if TYPE_CHECKING:
     from cairnflow.cli.progress import Tracker
+    from cairnflow.statestore.base import TaskRunInfo
     from cairnflow.core.flow import Flow
     from cairnflow.runner.executors import Executor
     from cairnflow.states import State
