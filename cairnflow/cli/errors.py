@@ -11,7 +11,6 @@ is a bug in cairnflow and keeps its traceback.
 from __future__ import annotations
 
 import functools
-import os
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
@@ -117,13 +116,10 @@ class QuietWhenClosed:
                 self._reader_gone()
 
     def _reader_gone(self) -> None:
+        from cairnflow.cli.output import discard_output
+
         self._gone = True
-        try:  # so that the interpreter's last flush at exit does not complain either
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, self._stream.fileno())
-            os.close(devnull)
-        except (OSError, ValueError, AttributeError):
-            pass
+        discard_output(self._stream)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)

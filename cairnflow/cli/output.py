@@ -36,6 +36,7 @@ __all__ = [
     "task_json", "transition_json", "flow_json", "log_json", "iso", "local_time",
     "clock_time", "local_zone", "human_duration", "state_style", "style_state", "styled",
     "color_enabled", "task_label", "short_id", "command_line", "level_name", "show_runs",
+    "discard_output",
 ]
 
 SHORT_ID = 8
@@ -344,6 +345,17 @@ def fit(text: str, width: int) -> str:
 def stdout_is_terminal() -> bool:
     """Whether stdout is a terminal (tables are fitted, views redrawn in place)."""
     return _stdout_is_terminal()
+
+
+def discard_output(stream: Any) -> None:
+    """Point ``stream``'s file descriptor at /dev/null: its reader has gone
+    (``... | head``), and the interpreter's last flush at exit must not complain."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def echo_raw(text: str) -> None:

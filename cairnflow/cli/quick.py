@@ -14,7 +14,6 @@ one twice is harmless.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -113,12 +112,9 @@ def _runs_show(ref: str, options: dict[str, str]) -> bool:
 def _print(show: Any, data: Any) -> None:
     """``show(data)``; a reader that has gone (``... | head``) ends it quietly, as
     ``errors.QuietWhenClosed`` does for Typer's commands."""
+    from cairnflow.cli.output import discard_output
+
     try:
         show(data)
     except BrokenPipeError:
-        try:  # so that the interpreter's last flush at exit does not complain either
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            os.close(devnull)
-        except (OSError, ValueError, AttributeError):
-            pass
+        discard_output(sys.stdout)

@@ -29,9 +29,11 @@ from datetime import datetime
 from typing import Any
 
 from cairnflow.statestore import sqlite_rows as rows
-from cairnflow.statestore.base import FlowRunInfo, Transition, is_owner_alive, labels_match
+from cairnflow.statestore.base import FlowRunInfo, Transition, labels_match
 from cairnflow.statestore.sqlite_batch import RunCaches, plan_transitions, ts
-from cairnflow.statestore.sqlite_orch import _INSERT_RUN, OrchestrationSQL, _json_list
+from cairnflow.statestore.sqlite_orch import (
+    _INSERT_RUN, OrchestrationSQL, _json_list, agent_gone_rule,
+)
 
 __all__ = ["OrchestrationPG"]
 
@@ -70,13 +72,7 @@ class OrchestrationPG(OrchestrationSQL):
             return []
 
         def write(cur: Any) -> list[str]:
-            agents = {a: (pid, host, rows.from_ts(seen)) for a, pid, host, seen in cur.execute(
-                "SELECT id, pid, host, last_seen FROM agent")}
-
-            def gone(agent: str | None) -> bool:
-                known = agents.get(agent) if agent else None
-                return known is None or not is_owner_alive(*known, now=clock)
-
+            gone = agent_gone_rule(cur, clock)
             wanted = [pk for pk, state, run_labels, owner in cur.execute(_CANDIDATES, (due,))
                       if labels_match(_json_list(run_labels), labels)
                       and (state == "Scheduled" or gone(owner))]

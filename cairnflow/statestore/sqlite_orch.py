@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -138,6 +138,20 @@ def prune_finished(cur: sqlite3.Cursor, cutoff: str, lock: str = "") -> list[str
         if states.is_finished(rows.reported_state(state, pid, host, updated_at, now, started)):
             delete_run_rows(cur, pk)
             gone.append(rid)
+    return gone
+
+
+def agent_gone_rule(cur: sqlite3.Cursor, now: datetime) -> Callable[[str | None], bool]:
+    """``gone(agent_id)``: whether the agent that claimed a run is gone (no row, or its
+    process dead by ``is_owner_alive``), so that its ``Submitted`` run is claimable
+    again. Reads the agents once, in the claim's transaction."""
+    agents = {a: (pid, host, rows.from_ts(seen)) for a, pid, host, seen in cur.execute(
+        "SELECT id, pid, host, last_seen FROM agent")}
+
+    def gone(agent: str | None) -> bool:
+        known = agents.get(agent) if agent else None
+        return known is None or not is_owner_alive(*known, now=now)
+
     return gone
 
 
@@ -304,13 +318,7 @@ class OrchestrationSQL:
         clock = rows.utc_now()
 
         def write(cur: sqlite3.Cursor) -> list[str]:
-            agents = {a: (pid, host, rows.from_ts(seen)) for a, pid, host, seen in cur.execute(
-                "SELECT id, pid, host, last_seen FROM agent")}
-
-            def gone(agent: str | None) -> bool:
-                known = agents.get(agent) if agent else None
-                return known is None or not is_owner_alive(*known, now=clock)
-
+            gone = agent_gone_rule(cur, clock)
             claimed: list[str] = []
             candidates = cur.execute(
                 "SELECT pk, id, state, labels, agent_id, attempt FROM flow_run "
