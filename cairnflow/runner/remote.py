@@ -26,7 +26,7 @@ import cloudpickle
 from cairnflow.context import current, enter, leave
 from cairnflow.runner import logs
 
-__all__ = ["pack", "call", "call_on_dask", "unpack", "remote_traceback", "dumps"]
+__all__ = ["pack", "call", "unpack", "remote_traceback", "dumps"]
 
 _LOCAL_ONLY = ("logger",)
 
@@ -130,16 +130,6 @@ def call(payload: Payload) -> bytes:
         what = "result" if kind == "ok" else f"exception {type(value).__name__}: {value}"
         error = RuntimeError(f"the task's {what} cannot be sent back from the worker: {exc!r}")
         return cloudpickle.dumps((("raised", error, frames), records))
-
-
-def call_on_dask(payload: Payload, topic: str, key: str) -> bytes:
-    """``call`` on a Dask worker, first telling the flow's process that it started there
-    (Dask starts a task again elsewhere when its worker is lost)."""
-    from distributed import get_worker
-
-    worker = get_worker()
-    worker.log_event(topic, (key, worker.address))
-    return call(payload)
 
 
 def unpack(packed: bytes) -> Any:
