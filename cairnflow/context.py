@@ -142,13 +142,13 @@ def current() -> Mapping[str, Any]:
     return _current.get()
 
 
-def enter(values: Mapping[str, Any]):
-    """Make ``values`` the whole current context; returns a token for ``leave``."""
-    return _current.set(values)
+# The engine enters a context twice per task run: the ContextVar's own methods, not
+# Python functions around them.
+enter = _current.set
+"""Make ``values`` the whole current context; returns a token for ``leave``."""
 
-
-def leave(token) -> None:
-    _current.reset(token)
+leave = _current.reset
+"""Restore the context ``enter`` replaced (its token)."""
 
 
 def get_run_logger() -> logging.Logger:
