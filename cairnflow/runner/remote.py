@@ -75,7 +75,8 @@ def pack(fn: Any, kwargs: dict[str, Any], code_cache: dict | None = None) -> Pay
     not once per call: a map's children share it, and the workers unpickle it once.
     """
     values = current()
-    ctx = {k: v for k, v in values.items() if not k.startswith("_") and k not in _LOCAL_ONLY}
+    ctx = {k: v for k, v in values.items()
+           if (not k.startswith("_") or k == "_dates") and k not in _LOCAL_ONLY}
     log_stdout = values.get("_stdout_buffer") is not None
     code = None
     if code_cache is not None:
