@@ -226,9 +226,9 @@ def test_timeout_is_recorded_and_the_abandoned_code_said_so(external, cairnflow_
 
 
 def test_calls_in_flight_together_each_get_their_own_result_once(local, cairnflow_home):
-    """Children sent to Dask in shared batches, finishing out of order, while a task
-    beside them times out and is cancelled: each child is recorded once, with its
-    own result, in map order."""
+    """Children sent to Dask in shared batches (and several to a Dask task), finishing
+    out of order, while a child of another map, sent with its siblings, times out and
+    is cancelled: each child is recorded once, with its own result, in map order."""
 
     @task
     def numbers():
@@ -240,12 +240,13 @@ def test_calls_in_flight_together_each_get_their_own_result_once(local, cairnflo
         return x * x
 
     @task(timeout=1)
-    def stuck():
-        time.sleep(4)
+    def maybe_stuck(x):
+        time.sleep(4 if x == 7 else 0)
+        return x
 
     with Flow("in-flight") as flow:
         squares = square.map(numbers())
-        stuck()
+        some = maybe_stuck.map(list(range(20)))
     state = flow.run(executor=DaskExecutor(address=local))
     assert state.result[squares].result == [i * i for i in range(300)]
     store = _store(cairnflow_home)
@@ -255,7 +256,10 @@ def test_calls_in_flight_together_each_get_their_own_result_once(local, cairnflo
         histories.setdefault(entry.map_index, []).append(entry.state)
     assert histories.pop(None) == ["Pending", "Mapped"]
     assert histories == {i: ["Pending", "Running", "Success"] for i in range(300)}
-    assert _states(store, run_id, "stuck-1") == ["Pending", "Running", "TimedOut"]
+    assert state.result[some].result[:7] == list(range(7))
+    final = {e.map_index: e.state for e in store.get_history(run_id, "maybe_stuck-1")}
+    assert final == {None: "Mapped", 7: "TimedOut",
+                     **{i: "Success" for i in range(20) if i != 7}}
 
 
 def test_a_stopped_run_does_not_wait_for_code_in_flight(local):
@@ -280,7 +284,7 @@ def test_a_stopped_run_does_not_wait_for_code_in_flight(local):
         with executor.start():
             waiter = threading.Thread(target=wait_for_code)
             waiter.start()
-            wait_until(lambda: executor._calls.calls, 30, "the call to be in flight")
+            wait_until(lambda: executor._calls.sent, 30, "the call to be in flight")
             raise KeyboardInterrupt
     waiter.join(10)
     assert not waiter.is_alive()

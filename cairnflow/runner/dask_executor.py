@@ -40,8 +40,12 @@ WORKER_WAIT_SECONDS = float(os.environ.get("CAIRNFLOW_DASK_TIMEOUT", "30"))
 """How long to wait for a worker to join and answer before the run fails."""
 
 
-IN_FLIGHT_PER_THREAD = 8
+IN_FLIGHT_PER_THREAD = 16
 """Task runs the engine keeps in flight per thread of the cluster's workers."""
+
+CALLS_PER_DASK_TASK = 4
+"""At most this many task runs' code in one Dask task, when more are queued than
+the cluster has threads (``_Dispatcher``)."""
 
 
 class DaskWorkerError(CairnflowError, RuntimeError):
@@ -110,11 +114,12 @@ class DaskExecutor(_PooledExecutor):
                 self._code_cache = {}
                 self._token = uuid.uuid4().hex  # keys unique on a shared cluster
                 self._keys = itertools.count()
-                self._calls = _Dispatcher(client)
+                threads = sum(client.nthreads().values())
+                self._calls = _Dispatcher(client, threads)
                 # Task runs in flight: each waits in a thread of this pool while Dask
                 # runs its code; several per worker thread keep the cluster busy, and
                 # make the batches the dispatcher sends and gathers bigger.
-                workers = max(32, IN_FLIGHT_PER_THREAD * sum(client.nthreads().values()))
+                workers = max(32, IN_FLIGHT_PER_THREAD * threads)
                 self._threads = ThreadPoolExecutor(workers, thread_name_prefix="cairnflow-dask")
                 try:
                     yield
@@ -158,12 +163,9 @@ class DaskExecutor(_PooledExecutor):
         slug = current().get("task_slug") or "task"
         key = f"{slug}-{self._token}-{next(self._keys)}"  # no os.urandom per task
         calls = self._calls
-        call = calls.submit(key, remote.pack(fn, kwargs, self._code_cache))
-        try:
-            finished = _wait(call, timeout, on_restart)
-        finally:
-            calls.forget(call)
-        if not finished:
+        call = calls.submit(key, remote.pack(fn, kwargs, self._code_cache),
+                            alone=timeout is not None)
+        if not _wait(call, timeout, on_restart):
             where = calls.where(call)
             calls.cancel(call)
             abandoned(timeout, where)
@@ -195,13 +197,14 @@ def _wait(call: _Call, timeout: float | None, on_restart: Callable[[str], None] 
 class _Call:
     """One task run's code handed to Dask, as the engine thread waiting for it sees it."""
 
-    __slots__ = ("key", "payload", "future", "packed", "error", "lost", "done", "cancelled",
-                 "woken")
+    __slots__ = ("key", "payload", "alone", "future", "packed", "error", "lost", "done",
+                 "cancelled", "woken")
 
-    def __init__(self, key: str, payload: remote.Payload):
+    def __init__(self, key: str, payload: remote.Payload, alone: bool):
         self.key = key
         self.payload: remote.Payload | None = payload
-        self.future: Any = None  # Dask's, once submitted
+        self.alone = alone  # in a Dask task of its own
+        self.future: Any = None  # Dask's (shared with the calls sent with it), once sent
         self.packed: bytes | None = None  # what ``remote.call`` returned, once gathered
         self.error: BaseException | None = None  # the dispatcher's own failure
         self.lost: list[str] = []  # workers lost while they held it
@@ -225,13 +228,23 @@ class _Dispatcher:
     flight at once, that was what a task run cost, not the code. Here the calls
     queued while one ``client.map`` goes out go in the next one, and the results
     that arrive while one gather is under way come back in the next gather.
+
+    When more calls are queued than the cluster has threads, the extra ones would
+    only wait in the scheduler's queue: up to ``CALLS_PER_DASK_TASK`` of them go
+    as one Dask task, called one after the other on one worker thread, so Dask's
+    overhead per task is paid once for them. The price: a slow call delays the
+    few sent with it, which another worker thread can no longer take. A call
+    with a timeout always goes alone (cancelling it must not drop another's
+    result).
+
     Worker loss comes from the scheduler's own ``remove-worker`` event (with the
     keys the worker held), not from a message per task run.
     """
 
-    def __init__(self, client: Any):
+    def __init__(self, client: Any, threads_on_cluster: int):
         self.client = client
-        self.calls: dict[str, _Call] = {}  # in flight, by key
+        self.sent: dict[str, list[_Call]] = {}  # Dask key -> the calls its task makes
+        self._threads_on_cluster = max(1, threads_on_cluster)  # as the run started
         self._lock = threading.Lock()  # guards _queued and _stopping
         self._queued: list[_Call] = []
         self._queued_event = threading.Event()
@@ -244,17 +257,15 @@ class _Dispatcher:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, key: str, payload: remote.Payload) -> _Call:
-        call = self.calls[key] = _Call(key, payload)
+    def submit(self, key: str, payload: remote.Payload, alone: bool = False) -> _Call:
+        """Queue a call; ``alone``: in a Dask task of its own."""
+        call = _Call(key, payload, alone)
         with self._lock:
             if self._stopping:
                 _fail([call], _shut_down())
             self._queued.append(call)
             self._queued_event.set()
         return call
-
-    def forget(self, call: _Call) -> None:
-        self.calls.pop(call.key, None)
 
     def cancel(self, call: _Call) -> None:
         """Stop waiting for a call; Dask drops it if it has not started."""
@@ -264,9 +275,10 @@ class _Dispatcher:
 
     def where(self, call: _Call) -> str:
         """The worker running a call (asked of the scheduler: only when one timed out)."""
+        key = call.future.key if call.future is not None else None
         try:
             for worker, keys in self.client.processing().items():
-                if call.key in keys:
+                if key in keys:
                     return f"Dask worker {worker}"
         except Exception:
             pass
@@ -286,7 +298,8 @@ class _Dispatcher:
             self.client.unsubscribe_topic(_SCHEDULER_TOPIC)
         except Exception:
             pass
-        _fail(list(self.calls.copy().values()), _shut_down())
+        for calls in list(self.sent.copy().values()):
+            _fail(calls, _shut_down())
 
     def _send(self) -> None:
         while True:
@@ -298,21 +311,39 @@ class _Dispatcher:
             if stopping:
                 _fail(batch, _shut_down())
                 return
-            if batch:
-                self._send_batch(batch)
+            batch = [call for call in batch if not call.cancelled]
+            try:
+                self._send_batch(self._group(batch))
+            except Exception as exc:  # a bug here must fail these task runs, not hang all
+                _fail(batch, exc)
 
-    def _send_batch(self, batch: list[_Call]) -> None:
-        keys = [call.key for call in batch]
+    def _group(self, batch: list[_Call]) -> list[list[_Call]]:
+        """The calls of a batch in Dask tasks: one each while the cluster has a thread
+        for each, more per task (up to CALLS_PER_DASK_TASK) past that."""
+        alone = [[call] for call in batch if call.alone]
+        rest = [call for call in batch if not call.alone]
+        size = max(1, min(CALLS_PER_DASK_TASK, -(-len(rest) // self._threads_on_cluster)))
+        return alone + [rest[i:i + size] for i in range(0, len(rest), size)]
+
+    def _send_batch(self, groups: list[list[_Call]]) -> None:
+        if not groups:
+            return
+        keys = [calls[0].key if len(calls) == 1 else f"{calls[0].key}+{len(calls)}"
+                for calls in groups]
         try:
-            futures = self.client.map(remote.call, [call.payload for call in batch],
+            futures = self.client.map(remote.call_each,
+                                      [[call.payload for call in calls] for calls in groups],
                                       key=keys, pure=False)
         except Exception as exc:
-            _fail(batch, exc)
+            for calls in groups:
+                _fail(calls, exc)
             return
-        for call, future in zip(batch, futures):
-            call.future, call.payload = future, None
-            if call.cancelled:  # timed out before it was sent
-                future.cancel()
+        for calls, key, future in zip(groups, keys, futures):
+            self.sent[key] = calls
+            for call in calls:
+                call.future, call.payload = future, None
+                if call.cancelled:  # timed out while it was being sent (it is alone)
+                    future.cancel()
             future.add_done_callback(self._finished.put)
 
     def _collect(self) -> None:
@@ -328,8 +359,7 @@ class _Dispatcher:
 
     def _deliver(self, futures: list[Any]) -> None:
         """One gather for the results that finished; each waiter woken with its own."""
-        waiting = [(self.calls.get(f.key), f) for f in futures]
-        finished = {f.key: f for call, f in waiting if call is not None and f.status == "finished"}
+        finished = {f.key: f for f in futures if f.status == "finished"}
         values: dict[str, Any] = {}
         error = None
         if finished:
@@ -337,13 +367,13 @@ class _Dispatcher:
                 values = self.client.gather(finished, errors="skip")
             except Exception as exc:
                 error = exc
-        for call, future in waiting:
-            if call is None:
-                continue  # timed out: nobody waits for it
-            call.packed = values.get(future.key)
-            call.error = error
-            call.done = True
-            call.woken.set()
+        for future in futures:
+            packed = values.get(future.key) or ()
+            for i, call in enumerate(self.sent.pop(future.key, ())):
+                call.packed = packed[i] if packed else None
+                call.error = error
+                call.done = True
+                call.woken.set()
 
     def _on_scheduler_event(self, event: tuple[float, Any]) -> None:
         """A worker left: the calls it held will run again (in the client's loop thread)."""
@@ -353,10 +383,10 @@ class _Dispatcher:
         worker = message.get("worker", "a worker")
         for key in (*message.get("processing-tasks", ()),
                     *message.get("lost-computed-tasks", ())):
-            call = self.calls.get(key)
-            if call is not None and not call.done:
-                call.lost.append(worker)
-                call.woken.set()
+            for call in self.sent.get(key, ()):
+                if not call.done:
+                    call.lost.append(worker)
+                    call.woken.set()
 
 
 _SCHEDULER_TOPIC = "all"

@@ -26,7 +26,7 @@ import cloudpickle
 from cairnflow.context import current, enter, leave
 from cairnflow.runner import logs
 
-__all__ = ["pack", "call", "unpack", "remote_traceback", "dumps"]
+__all__ = ["pack", "call", "call_each", "unpack", "remote_traceback", "dumps"]
 
 _LOCAL_ONLY = ("logger",)
 
@@ -131,6 +131,11 @@ def call(payload: Payload) -> bytes:
         what = "result" if kind == "ok" else f"exception {type(value).__name__}: {value}"
         error = RuntimeError(f"the task's {what} cannot be sent back from the worker: {exc!r}")
         return cloudpickle.dumps((("raised", error, frames), records))
+
+
+def call_each(payloads: list[Payload]) -> list[bytes]:
+    """``call`` for several payloads in turn (one Dask task for several task runs)."""
+    return [call(payload) for payload in payloads]
 
 
 def unpack(packed: bytes) -> Any:
