@@ -26,7 +26,8 @@ import cloudpickle
 from cairnflow.context import current, enter, leave
 from cairnflow.runner import logs
 
-__all__ = ["pack", "call", "call_on_dask", "unpack", "remote_traceback", "dumps"]
+__all__ = ["pack", "call", "joined", "call_joined", "call_on_dask", "unpack",
+           "remote_traceback", "dumps"]
 
 _LOCAL_ONLY = ("logger",)
 
@@ -130,6 +131,18 @@ def call(payload: Payload) -> bytes:
         what = "result" if kind == "ok" else f"exception {type(value).__name__}: {value}"
         error = RuntimeError(f"the task's {what} cannot be sent back from the worker: {exc!r}")
         return cloudpickle.dumps((("raised", error, frames), records))
+
+
+def joined(payload: Payload) -> bytes:
+    """The payload as one message, for ``call_joined`` (a pipe carries bytes)."""
+    code, arguments = payload
+    return len(code).to_bytes(4, "little") + code + arguments
+
+
+def call_joined(message: bytes) -> bytes:
+    """``call`` on a payload that ``joined`` made one message."""
+    size = int.from_bytes(message[:4], "little")
+    return call((message[4:4 + size], message[4 + size:]))
 
 
 def call_on_dask(payload: Payload, topic: str, key: str) -> bytes:
