@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-import pendulum
-
+from cairnflow._lazy import lazy_module
 from cairnflow.states import Cached
+
+pendulum = lazy_module("pendulum")  # imported on first use: see cairnflow._lazy
 
 __all__ = ["never_use", "duration_only", "all_inputs", "all_parameters",
            "partial_inputs_only", "partial_parameters_only"]

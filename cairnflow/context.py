@@ -21,9 +21,77 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-__all__ = ["context", "get_run_logger", "get_logger", "Context"]
+__all__ = ["context", "get_run_logger", "get_logger", "Context", "RunDates"]
 
 _current: ContextVar[Mapping[str, Any]] = ContextVar("cairnflow_context", default={})
+
+
+DATE_KEYS = frozenset({
+    "date", "today", "yesterday", "tomorrow", "today_nodash", "yesterday_nodash",
+    "tomorrow_nodash", "scheduled_start_time",
+})
+"""The values a flow run's ``RunDates`` makes when one of them is first read."""
+
+
+class RunDates:
+    """A flow run's ``date``, the day names derived from it and, unless the run was
+    scheduled, its ``scheduled_start_time``: made on the first read (by then
+    in whatever thread or worker process reads one), from the instant the run
+    started.
+
+    They are pendulum values, and pendulum's import was a third of a one-task
+    flow's process; most runs never read a date. The context holds this object
+    under ``_dates``; ``Context`` and ``with_dates`` look up the keys in it.
+    """
+
+    __slots__ = ("started", "scheduled", "_made")
+
+    def __init__(self, started: float, scheduled: bool = False):
+        self.started = started
+        self.scheduled = scheduled  # scheduled_start_time is given, not the start
+        self._made: dict[str, Any] | None = None
+
+    def values(self) -> dict[str, Any]:
+        """The date values (computed once; the same from every thread)."""
+        values = self._made
+        if values is None:
+            import pendulum
+
+            values = dates_of(pendulum.from_timestamp(self.started, tz="UTC"))
+            if not self.scheduled:
+                values["scheduled_start_time"] = values["date"]
+            self._made = values
+        return values
+
+    def __reduce__(self) -> tuple:
+        return RunDates, (self.started, self.scheduled)
+
+
+def dates_of(date: Any) -> dict[str, Any]:
+    """``date`` (a pendulum DateTime) and Prefect 1's day names derived from it."""
+    days = {"today": date, "yesterday": date.add(days=-1), "tomorrow": date.add(days=1)}
+    values: dict[str, Any] = {"date": date}
+    for name, day in days.items():
+        values[name] = day.strftime("%Y-%m-%d")
+        values[f"{name}_nodash"] = day.strftime("%Y%m%d")
+    return values
+
+
+def _lookup(values: Mapping[str, Any], key: str) -> Any:
+    """``values[key]``, else the run's date ``key``; KeyError when neither is there."""
+    try:
+        return values[key]
+    except KeyError:
+        dates = values.get("_dates")
+        if dates is None or key not in DATE_KEYS:
+            raise
+        return dates.values()[key]
+
+
+def with_dates(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` with the run's dates made and added (values set in it win)."""
+    dates = values.get("_dates")
+    return {**values} if dates is None else {**dates.values(), **values}
 
 
 class Context:
@@ -31,23 +99,27 @@ class Context:
 
     def __getattr__(self, key: str) -> Any:
         try:
-            return _current.get()[key]
+            return _lookup(_current.get(), key)
         except KeyError:
             raise AttributeError(f"context has no value {key!r}") from None
 
     def __getitem__(self, key: str) -> Any:
-        return _current.get()[key]
+        return _lookup(_current.get(), key)
 
     def __contains__(self, key: object) -> bool:
-        return key in _current.get()
+        values = _current.get()
+        return key in values or (key in DATE_KEYS and "_dates" in values)
 
     def get(self, key: str, default: Any = None) -> Any:
         """The value of ``key``, or ``default`` when it is not set."""
-        return _current.get().get(key, default)
+        try:
+            return _lookup(_current.get(), key)
+        except KeyError:
+            return default
 
     def to_dict(self) -> dict[str, Any]:
         """A copy of every value currently set."""
-        return {k: v for k, v in _current.get().items() if not k.startswith("_")}
+        return {k: v for k, v in with_dates(_current.get()).items() if not k.startswith("_")}
 
     @contextmanager
     def __call__(self, **values: Any) -> Iterator[Context]:
@@ -70,13 +142,13 @@ def current() -> Mapping[str, Any]:
     return _current.get()
 
 
-def enter(values: Mapping[str, Any]):
-    """Make ``values`` the whole current context; returns a token for ``leave``."""
-    return _current.set(values)
+# The engine enters a context twice per task run: the ContextVar's own methods, not
+# Python functions around them.
+enter = _current.set
+"""Make ``values`` the whole current context; returns a token for ``leave``."""
 
-
-def leave(token) -> None:
-    _current.reset(token)
+leave = _current.reset
+"""Restore the context ``enter`` replaced (its token)."""
 
 
 def get_run_logger() -> logging.Logger:

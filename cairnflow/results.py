@@ -23,9 +23,10 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import pendulum
-
 from cairnflow.serializers import JSONSerializer, PickleSerializer, Serializer
+from cairnflow._lazy import lazy_module
+
+pendulum = lazy_module("pendulum")  # imported on first use: see cairnflow._lazy
 
 __all__ = ["Result", "LocalResult", "PrefectResult", "NoResult", "NoResultType", "format_location"]
 

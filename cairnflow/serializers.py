@@ -13,7 +13,10 @@ import zlib
 from typing import Any
 
 import cloudpickle
-import pendulum
+
+from cairnflow._lazy import lazy_module
+
+pendulum = lazy_module("pendulum")  # imported on first use: see cairnflow._lazy
 
 __all__ = ["Serializer", "PickleSerializer", "JSONSerializer", "DateTimeSerializer",
            "CompressedSerializer"]

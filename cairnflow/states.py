@@ -17,10 +17,12 @@ import time as _time
 from datetime import datetime, timezone
 from typing import Any
 
-import pendulum
+from cairnflow._lazy import lazy_module
+
+pendulum = lazy_module("pendulum")  # imported on first use: see cairnflow._lazy
+
 
 _clock = _time.time  # one cheap clock read per state; pendulum only when read
-_UTC = pendulum.UTC
 _fromtimestamp = datetime.fromtimestamp
 
 __all__ = [
@@ -64,7 +66,7 @@ class State:
             d = _fromtimestamp(self._at, timezone.utc)
             stamp = self._timestamp = pendulum.DateTime(
                 d.year, d.month, d.day, d.hour, d.minute, d.second, d.microsecond,
-                tzinfo=_UTC)
+                tzinfo=pendulum.UTC)
         return stamp
 
     @timestamp.setter

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from cairnflow.cli import app
 
 HEAVY = ("sqlmodel", "sqlalchemy", "rich", "dask", "distributed", "starlette", "uvicorn",
-         "jinja2", "typer", "pydantic", "multiprocessing", "croniter")
+         "jinja2", "typer", "pydantic", "multiprocessing", "croniter", "pendulum")
 
 ONE_TASK_FLOW = """\
 from cairnflow import Flow, task

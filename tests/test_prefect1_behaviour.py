@@ -153,6 +153,38 @@ def test_context_has_prefects_date_keys_and_a_given_date_moves_them(memory_store
     assert (got["yesterday_nodash"], got["today_nodash"]) == ("20240229", "20240301")
 
 
+@pytest.mark.parametrize("executor", ["local", "processes"])
+def test_the_runs_dates_are_its_start_wherever_and_whenever_they_are_read(
+        memory_store, executor):
+    """The dates are made when first read (see ``context.RunDates``): still the run's
+    start, the same in every task run, in a worker process too, in ``to_dict`` and
+    for ``in``; a value the run's context sets wins."""
+    from cairnflow.executors import LocalDaskExecutor, LocalExecutor
+
+    @task
+    def read(_=None):
+        values = context.to_dict()
+        return (context.date, context["scheduled_start_time"], values["today"],
+                "yesterday" in context, context.get("tomorrow_nodash"), context.get("nope"))
+
+    with Flow("dates") as flow:
+        first = read()
+        second = read(first)
+    chosen = LocalExecutor() if executor == "local" else LocalDaskExecutor("processes", 2)
+    before = pendulum.now("UTC")
+    state = flow.run(store=memory_store, executor=chosen)
+    after = pendulum.now("UTC")
+    a, b = state.result[first].result, state.result[second].result
+    assert a == b
+    date, scheduled, today, has_yesterday, tomorrow, missing = a
+    assert isinstance(date, pendulum.DateTime) and before <= date <= after
+    assert scheduled == date and today == date.strftime("%Y-%m-%d")
+    assert has_yesterday and tomorrow == date.add(days=1).strftime("%Y%m%d")
+    assert missing is None
+    given = flow.run(store=memory_store, executor=LocalExecutor(), context={"today": "x"})
+    assert given.result[first].result[2] == "x"
+
+
 def test_a_schedule_with_no_more_runs_raises_prefects_value_error(memory_store):
     with Flow("past", schedule=Schedule(clocks=[DatesClock([pendulum.datetime(2000, 1, 1)])])) \
             as flow:

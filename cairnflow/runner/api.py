@@ -13,9 +13,8 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any
-
-import pendulum
 
 from cairnflow.core.flow import Flow
 from cairnflow.exceptions import (
@@ -34,6 +33,9 @@ from cairnflow.statestore.base import (
     FlowRunRecord, ResumeData, StateStore, Transition, check_claim, host_name,
     process_start_time,
 )
+from cairnflow._lazy import lazy_module
+
+pendulum = lazy_module("pendulum")  # imported on first use: see cairnflow._lazy
 
 __all__ = ["run_flow", "resume_flow", "resume_run", "flow_hash", "load_recorded_flow"]
 
@@ -217,7 +219,7 @@ def _crash_transitions(data: ResumeData, pid: int, host: str) -> list[Transition
     else:
         message = (f"The process running this (pid {pid} on {host}) stopped sending "
                    "heartbeats; it is taken as dead.")
-    now = pendulum.now("UTC")
+    now = datetime.now(timezone.utc)
     attempt = data.run.attempt
     crashed = [Transition(data.run.id, attempt, info.task_slug, info.task_name, info.map_index,
                           "Crashed", message, now)
@@ -258,7 +260,7 @@ def _new_record(flow: Flow, parameters: dict[str, Any], run_id: str | None = Non
         parameters=_json_safe(parameters), parameters_blob=_dump_parameters(parameters),
         source_file=flow.source, source_variable=_source_variable(flow),
         flow_blob=_dump_or_none(flow, "flow") if attempt == 1 else None, attempt=attempt,
-        pid=os.getpid(), host=host_name(), started_at=pendulum.now("UTC"),
+        pid=os.getpid(), host=host_name(), started_at=datetime.now(timezone.utc),
         process_start=process_start_time(os.getpid()))
 
 
@@ -270,13 +272,13 @@ def flow_hash(flow: Flow) -> str:
     cached = flow.__dict__.get("_hash_of_order")
     if cached is not None and cached[0] is order:
         return cached[1]
-    digest = hashlib.sha256()
+    slugs, upstream_edges = flow.slugs, flow.upstream_edges
+    parts = []  # hashed as one text: the same digest as hashing each part in turn
     for task in order:
-        digest.update(flow.slugs[task].encode())
-        for edge in flow.upstream_edges(task):
-            digest.update(f"<{flow.slugs[edge.upstream_task]}:{edge.key}:{edge.mapped}:"
-                          f"{edge.flattened}".encode())
-    value = digest.hexdigest()[:16]
+        parts.append(slugs[task])
+        for up, _, key, mapped, flattened in upstream_edges(task):
+            parts.append(f"<{slugs[up]}:{key}:{mapped}:{flattened}")
+    value = hashlib.sha256("".join(parts).encode()).hexdigest()[:16]
     flow.__dict__["_hash_of_order"] = (order, value)
     return value
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import pendulum
-
 from cairnflow import cache_validators
 from cairnflow.core.task import Task
 from cairnflow.states import Cached
+from cairnflow._lazy import lazy_module
+
+pendulum = lazy_module("pendulum")  # imported on first use: see cairnflow._lazy
 
 
 class TaskCache:

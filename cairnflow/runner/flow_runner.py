@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import logging
 import re
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sized
 from contextlib import contextmanager
@@ -18,10 +19,8 @@ from concurrent.futures import Future
 from queue import SimpleQueue
 from typing import Any
 
-import pendulum
-
-from cairnflow.context import current as current_context, enter as enter_context, \
-    leave as leave_context
+from cairnflow.context import DATE_KEYS, RunDates, dates_of, current as current_context, \
+    enter as enter_context, leave as leave_context
 from cairnflow.core.flow import Flow
 from cairnflow.core.task import Task
 from cairnflow.runner import logs
@@ -30,8 +29,12 @@ from cairnflow.runner.recorder import PENDING_CHILD_MESSAGE, Recorder
 from cairnflow.runner.task_runner import UPSTREAM_SKIPPED, TaskRunner, flat_states
 from cairnflow.states import (
     Cancelled, Failed, Mapped, Paused, Pending, Running, Scheduled, Skipped, State, Success,
+    entered_at,
 )
 from cairnflow.statestore.base import FlowRunRecord, ResumeData, StateStore, TaskKey, Transition
+from cairnflow._lazy import lazy_module
+
+pendulum = lazy_module("pendulum")  # imported on first use: see cairnflow._lazy
 
 log = logging.getLogger("cairnflow.flow_runner")
 
@@ -60,19 +63,21 @@ class FlowRun:
         self.last_states: dict[TaskKey, State] = {}
         self.given_states: dict[Task, State] = {}  # flow.run(task_states=...)
         self._loggers: dict[str, logging.Logger] = {}
-        now = pendulum.now("UTC")
-        dates = _dates((extra_context or {}).get("date"), now)
+        extra = dict(extra_context or {})
         self.base_context: dict[str, Any] = {
             # as in Prefect 1, `with context(x=1): flow.run()` makes x visible to tasks;
-            # engine internals and an enclosing task run's own values are not inherited
+            # engine internals, an enclosing task run's own values and its run's dates
+            # are not inherited
             **{k: v for k, v in current_context().items()
-               if not k.startswith(("_", "task_")) and k not in _TASK_RUN_KEYS},
-            **dates, **(extra_context or {}), "date": dates["date"],
+               if not k.startswith(("_", "task_")) and k not in _TASK_RUN_KEYS
+               and k not in DATE_KEYS},
+            **_dates(extra.pop("date", None), scheduled_start_time), **extra,
             "flow_name": flow.name, "flow_run_id": record.id, "parameters": parameters,
-            "scheduled_start_time": scheduled_start_time or now,
             "flow_run_attempt": record.attempt,
             "_log_sink": self.recorder.log_record,
         }
+        if scheduled_start_time:
+            self.base_context["scheduled_start_time"] = scheduled_start_time
 
     def task_context(self, task: Task, slug: str, map_index: int | None) -> dict[str, Any]:
         """The context a task run's trigger and code see (a fresh dict per task run)."""
@@ -125,7 +130,7 @@ class FlowRunner:
         known, slugs = run.prior_states, flow.slugs
         pending = run.recorder.pending(
             [(slugs[t], t.name, None) for t in order if (slugs[t], None) not in known],
-            running.timestamp)
+            entered_at(running))
         run.recorder.start(run.record, running, before=run.crashed, after=pending)
         token = enter_context(run.base_context)
         try:
@@ -327,7 +332,7 @@ class FlowRunner:
         mapped = Mapped(_mapped_message(len(plan)))
         children = self.run.recorder.pending(
             [(slug, task.name, i) for i in range(len(plan)) if (slug, i) not in known],
-            mapped.timestamp, PENDING_CHILD_MESSAGE)
+            entered_at(mapped), PENDING_CHILD_MESSAGE)
         prior = known.get((slug, None))
         if prior is None or prior.state != "Mapped":
             self.task_runner.enter(task, slug, None, mapped, then=children)
@@ -430,25 +435,24 @@ def long_lived_heap_frozen() -> Iterator[None]:
         gc.unfreeze()
 
 
-def _dates(given: Any, now: pendulum.DateTime) -> dict[str, Any]:
-    """``date`` and the day names derived from it, as Prefect 1's context has them;
-    a ``date`` given in the run's context (a datetime or ISO text) moves them all."""
+def _dates(given: Any, scheduled_start_time: Any) -> dict[str, Any]:
+    """The context's ``date`` and the day names derived from it, as Prefect 1's has them:
+    made when first read (``RunDates``), unless the run's context gives a ``date`` (a
+    datetime or ISO text), which moves them all."""
+    if given is None:
+        return {"_dates": RunDates(time.time(), scheduled=bool(scheduled_start_time))}
+    now = pendulum.now("UTC")
     if isinstance(given, str):
         try:
             given = pendulum.parse(given)
         except Exception:
             given = None
-    if isinstance(given, pendulum.DateTime):
-        now = given
-    elif given is not None:
-        log.warning("`date` was set in the context but is not a datetime; `today` and the "
-                    "other dates are based on the current time instead.")
-    days = {"today": now, "yesterday": now.add(days=-1), "tomorrow": now.add(days=1)}
-    dates: dict[str, Any] = {"date": now}
-    for name, day in days.items():
-        dates[name] = day.strftime("%Y-%m-%d")
-        dates[f"{name}_nodash"] = day.strftime("%Y%m%d")
-    return dates
+    if not isinstance(given, pendulum.DateTime):
+        if given is not None:
+            log.warning("`date` was set in the context but is not a datetime; `today` and "
+                        "the other dates are based on the current time instead.")
+        given = now
+    return {**dates_of(given), "scheduled_start_time": now}
 
 
 def _mapped_message(count: int) -> str:

@@ -26,8 +26,7 @@ import cloudpickle
 from cairnflow.context import current, enter, leave
 from cairnflow.runner import logs
 
-__all__ = ["pack", "call", "joined", "call_joined", "call_on_dask", "unpack",
-           "remote_traceback", "dumps"]
+__all__ = ["pack", "call", "joined", "call_joined", "unpack", "remote_traceback", "dumps"]
 
 _LOCAL_ONLY = ("logger",)
 
@@ -76,7 +75,8 @@ def pack(fn: Any, kwargs: dict[str, Any], code_cache: dict | None = None) -> Pay
     not once per call: a map's children share it, and the workers unpickle it once.
     """
     values = current()
-    ctx = {k: v for k, v in values.items() if not k.startswith("_") and k not in _LOCAL_ONLY}
+    ctx = {k: v for k, v in values.items()
+           if (not k.startswith("_") or k == "_dates") and k not in _LOCAL_ONLY}
     log_stdout = values.get("_stdout_buffer") is not None
     code = None
     if code_cache is not None:
@@ -143,16 +143,6 @@ def call_joined(message: bytes) -> bytes:
     """``call`` on a payload that ``joined`` made one message."""
     size = int.from_bytes(message[:4], "little")
     return call((message[4:4 + size], message[4 + size:]))
-
-
-def call_on_dask(payload: Payload, topic: str, key: str) -> bytes:
-    """``call`` on a Dask worker, first telling the flow's process that it started there
-    (Dask starts a task again elsewhere when its worker is lost)."""
-    from distributed import get_worker
-
-    worker = get_worker()
-    worker.log_event(topic, (key, worker.address))
-    return call(payload)
 
 
 def unpack(packed: bytes) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from cairnflow.context import with_dates
 from cairnflow.states import Cached, Failed, State
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ def _result_of(task: Task, flow: Flow) -> Result | None:
 
 def _values(ctx: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
     """What a location template is formatted with (Prefect 1's order)."""
-    return {**(ctx.get("parameters") or {}), **ctx, **inputs}
+    return {**(ctx.get("parameters") or {}), **with_dates(ctx), **inputs}
 
 
 def check_target(task: Task, flow: Flow, ctx: dict[str, Any],

@@ -15,8 +15,6 @@ from types import TracebackType
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import pendulum
-
 from cairnflow.context import enter as enter_context, leave as leave_context
 from cairnflow import signals
 from cairnflow.runner import remote, targets
@@ -30,6 +28,9 @@ from cairnflow.statestore import serialize
 from cairnflow.statestore.base import task_label
 from cairnflow.runner.logs import TASK_FAILED
 from cairnflow.triggers import all_successful
+from cairnflow._lazy import lazy_module
+
+pendulum = lazy_module("pendulum")  # imported on first use: see cairnflow._lazy
 
 if TYPE_CHECKING:
     from cairnflow.core.edge import Edge

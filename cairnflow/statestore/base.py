@@ -42,16 +42,16 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-import pendulum
-
 from cairnflow.statestore.serialize import SerializedResult
+from cairnflow._lazy import lazy_module
+
+pendulum = lazy_module("pendulum")  # imported on first use: see cairnflow._lazy
 
 __all__ = [
     "StateStore", "FlowRunRecord", "Transition", "LogEntry", "TaskRunInfo", "FlowRunInfo",
@@ -61,6 +61,20 @@ __all__ = [
     "FlowVersionRecord", "FlowVersionInfo", "NewFlowRun", "AgentRecord", "AgentInfo",
     "labels_match",
 ]
+
+_ORCHESTRATION_RECORDS = frozenset({
+    "FlowVersionRecord", "FlowVersionInfo", "NewFlowRun", "AgentRecord", "AgentInfo"})
+
+
+def __getattr__(name: str) -> Any:
+    # Registration's and agents' records live in orch_records: making a dataclass
+    # costs about a millisecond, and a flow run never needs these five.
+    if name in _ORCHESTRATION_RECORDS:
+        from cairnflow.statestore import orch_records
+
+        return getattr(orch_records, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 HEARTBEAT_SECONDS = 5.0
 """How often a live run refreshes its heartbeat."""
@@ -230,107 +244,6 @@ class FlowInfo:
     last_run_id: str | None
     last_state: str | None
     last_run_at: datetime | None
-
-
-@dataclass(frozen=True)
-class FlowVersionRecord:
-    """A flow as ``register()`` stores it: plain data, so readers need no user code.
-
-    Attributes:
-        flow_name: the flow's name; versions are numbered per name.
-        project_name: Prefect 1's project, kept for people to read.
-        idempotency_key: registering again with the latest version's key adds nothing.
-        flow_hash: the flow's structure hash (as the runner computes it).
-        source_file, source_variable: where an agent loads the flow from.
-        flow_blob: the pickled flow, the fallback when the source file is gone.
-        parameters: ``{"name", "default", "required"}`` per parameter (defaults
-            that JSON cannot hold are given as their repr, with ``"default_repr": True``).
-        labels: an agent runs the flow's runs only if it has all of them.
-        graph: ``{"tasks": [{"slug", "name", "mapped"...}], "edges": [...]}``.
-        schedule_blob: the pickled schedule, for agents to compute upcoming runs.
-        schedule_description: the schedule in words, for people.
-        schedule_active: whether the schedule creates runs.
-    """
-
-    flow_name: str
-    flow_hash: str
-    parameters: list[dict[str, Any]]
-    labels: list[str]
-    graph: dict[str, Any]
-    created_at: datetime
-    project_name: str | None = None
-    idempotency_key: str | None = None
-    source_file: str | None = None
-    source_variable: str | None = None
-    flow_blob: SerializedResult | None = None
-    schedule_blob: SerializedResult | None = None
-    schedule_description: str | None = None
-    schedule_active: bool = False
-
-
-@dataclass(frozen=True)
-class FlowVersionInfo:
-    """A registered flow version as the store reports it (no blobs)."""
-
-    id: str
-    flow_name: str
-    version: int
-    flow_hash: str
-    parameters: list[dict[str, Any]]
-    labels: list[str]
-    graph: dict[str, Any]
-    created_at: datetime
-    project_name: str | None
-    idempotency_key: str | None
-    source_file: str | None
-    source_variable: str | None
-    has_schedule: bool
-    schedule_description: str | None
-    schedule_active: bool
-    archived: bool
-
-
-@dataclass(frozen=True)
-class NewFlowRun:
-    """A run created for an agent to start: it begins ``Scheduled``.
-
-    ``schedule_key`` (the flow's name and the time, for a run made by a
-    schedule) is unique in the store: creating it twice creates it once.
-    """
-
-    id: str
-    flow_version_id: str
-    parameters: dict[str, Any]
-    parameters_blob: SerializedResult | None
-    labels: list[str]
-    scheduled_start: datetime
-    schedule_key: str | None = None
-    message: str | None = None
-
-
-@dataclass(frozen=True)
-class AgentRecord:
-    """An agent, as it announces itself with each heartbeat."""
-
-    id: str
-    name: str
-    labels: list[str]
-    host: str
-    pid: int
-    started_at: datetime
-
-
-@dataclass(frozen=True)
-class AgentInfo:
-    """An agent as the store knows it; ``last_seen`` is its latest heartbeat."""
-
-    id: str
-    name: str
-    labels: list[str]
-    host: str
-    pid: int
-    started_at: datetime
-    last_seen: datetime
 
 
 def labels_match(run_labels: Sequence[str], agent_labels: Sequence[str]) -> bool:
@@ -666,7 +579,17 @@ def fenced_out_message(run_id: str, attempt: int, current: int | None) -> str:
 def host_name() -> str:
     """This host's name as the store records it: ``$CAIRNFLOW_HOSTNAME``, else the
     system's host name. (The override lets tests simulate several hosts.)"""
-    return os.environ.get("CAIRNFLOW_HOSTNAME") or socket.gethostname()
+    return os.environ.get("CAIRNFLOW_HOSTNAME") or _system_host_name()
+
+
+def _system_host_name() -> str:
+    # gethostname() is uname's nodename on POSIX; importing socket for it cost 5 ms
+    # of every run's process
+    if hasattr(os, "uname"):
+        return os.uname().nodename
+    import socket
+
+    return socket.gethostname()
 
 
 def stale_after_seconds() -> float:

@@ -11,8 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-import pendulum
-
 from cairnflow.exceptions import FencedOutError, ResultNotFoundError, UnknownRunError
 from cairnflow.states import FINISHED, is_finished as _is_finished
 from cairnflow.statestore.base import (
@@ -21,6 +19,9 @@ from cairnflow.statestore.base import (
 )
 from cairnflow.statestore.memory_orch import OrchestrationMemory, RunOrchestration
 from cairnflow.statestore.serialize import SerializedResult
+from cairnflow._lazy import lazy_module
+
+pendulum = lazy_module("pendulum")  # imported on first use: see cairnflow._lazy
 
 
 @dataclass(slots=True)  # one per task run, made and updated on every transition

@@ -6,8 +6,11 @@ versions that wrote it, since cloudpickle promises nothing across versions.
 
 from __future__ import annotations
 
+import copyreg
+import io
 import pickle
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +54,34 @@ class SerializedResult:
             object.__setattr__(self, "cloudpickle_version", _cloudpickle().__version__)
 
 
+Reducers = tuple[tuple[type, Callable[[Any], Any]], ...]
+_picklers: dict[Reducers, Any] = {}
+
+
+def dumps(value: Any, reducers: Reducers = ()) -> bytes:
+    """What ``cloudpickle.dumps(value)`` writes, about twice as fast for an object graph;
+    ``reducers`` (``(type, reduce)`` pairs) take precedence over cloudpickle's.
+
+    cloudpickle's dispatch table is a ChainMap of its own and ``copyreg``'s, which
+    the C pickler looks up in Python for every object it pickles (every task of a
+    flow's saved copy, say); this pickler has the same entries as one plain dict,
+    made again when either table has changed size.
+    """
+    cloudpickle = _cloudpickle()
+    tables = cloudpickle.Pickler.dispatch_table
+    source = (len(copyreg.dispatch_table), len(tables.maps[0]) if hasattr(tables, "maps")
+              else len(tables))
+    pickler = _picklers.get(reducers)
+    if pickler is None or pickler.table_source != source:
+        table = {**tables, **dict(reducers)}
+        pickler = _picklers[reducers] = type(
+            "PlainTablePickler", (cloudpickle.Pickler,),
+            {"dispatch_table": table, "table_source": source})
+    buffer = io.BytesIO()
+    pickler(buffer, protocol=cloudpickle.DEFAULT_PROTOCOL).dump(value)
+    return buffer.getvalue()
+
+
 def dump(value: Any) -> SerializedResult:
     """Serialize ``value``; raises whatever cloudpickle raises for unpicklable values."""
     cloudpickle = _cloudpickle()
@@ -58,8 +89,22 @@ def dump(value: Any) -> SerializedResult:
         # cloudpickle writes the same bytes for these, 10x slower; loads() is the same.
         data = pickle.dumps(value, protocol=cloudpickle.DEFAULT_PROTOCOL)
     else:
-        data = cloudpickle.dumps(value)
-    return SerializedResult(data, SERIALIZER, PYTHON_VERSION, cloudpickle.__version__)
+        data = dumps(value)
+    return _result(data, cloudpickle.__version__)
+
+
+def _result(data: bytes, cloudpickle_version: str) -> SerializedResult:
+    """``SerializedResult(data, SERIALIZER, PYTHON_VERSION, cloudpickle_version)``, at a
+    third of the cost (one per task run): the frozen dataclass's ``__init__`` sets each
+    field through ``object.__setattr__``, then calls ``__post_init__``."""
+    result = _new_object(SerializedResult)
+    fields = result.__dict__
+    fields["data"], fields["serializer"] = data, SERIALIZER
+    fields["python_version"], fields["cloudpickle_version"] = PYTHON_VERSION, cloudpickle_version
+    return result
+
+
+_new_object = object.__new__
 
 
 _SCALARS = frozenset({int, float, str, bytes, bool, type(None), complex})

@@ -23,11 +23,9 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
-
-import pendulum
 
 from cairnflow.exceptions import (
     FencedOutError, ResultNotFoundError, StoreError, UnknownRunError,
@@ -233,7 +231,7 @@ class SQLiteStore(OrchestrationSQL, StateStore):
 
     def record_flow_run(self, run: FlowRunRecord,
                         transitions: Sequence[Transition] = ()) -> None:
-        values = rows.flow_run_values(run, now=ts(pendulum.now("UTC")))
+        values = rows.flow_run_values(run, now=ts(datetime.now(timezone.utc)))
         caches = self._runs
 
         def start(cur: sqlite3.Cursor) -> None:
@@ -356,7 +354,7 @@ class SQLiteStore(OrchestrationSQL, StateStore):
         self._transact(lambda cur: _insert_logs(cur, values), write=True)
 
     def heartbeat(self, flow_run_id: str, attempt: int | None = None) -> None:
-        now = ts(pendulum.now("UTC"))
+        now = ts(datetime.now(timezone.utc))
 
         def write(cur: sqlite3.Cursor) -> None:
             cur.execute(_HEARTBEAT, (now, flow_run_id, attempt, attempt))

@@ -30,12 +30,13 @@ import sqlite3
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
-import pendulum
-
 from cairnflow.exceptions import FencedOutError, StoreError, UnknownRunError
 from cairnflow import states
 from cairnflow.statestore.base import Transition, fenced_out_message, require_aware
 from cairnflow.statestore.result_files import StoredFile
+from cairnflow._lazy import lazy_module
+
+pendulum = lazy_module("pendulum")  # imported on first use: see cairnflow._lazy
 
 __all__ = ["RunCache", "RunCaches", "StaleCache", "BatchPlan", "plan_transitions",
            "execute_plan", "write_transitions", "NOT_MAPPED",
@@ -65,14 +66,11 @@ def run_range(pk: int) -> tuple[int, int]:
     return base, base + _SEQ_MAX
 
 
-_UTC = pendulum.UTC
-
-
 def ts(when: datetime, what: str = "timestamp") -> str:
     """An aware datetime as fixed-width ISO-8601 UTC text; naive -> ``ValueError``."""
     # Known UTC zones skip utcoffset(), which pendulum computes in Python.
     zone = when.tzinfo
-    if zone is not _UTC and zone is not timezone.utc:
+    if zone is not timezone.utc and zone is not pendulum.UTC:
         offset = when.utcoffset() if zone is not None else None
         if offset is None:
             require_aware(when, what)

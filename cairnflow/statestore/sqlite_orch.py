@@ -22,17 +22,23 @@ import sqlite3
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cairnflow import states
 from cairnflow.exceptions import RunStillAliveError, UnknownFlowError, UnknownRunError
 from cairnflow.statestore import sqlite_rows as rows
-from cairnflow.statestore.base import (
-    AgentInfo, AgentRecord, FlowRunInfo, FlowVersionInfo, FlowVersionRecord, NewFlowRun,
-    Transition, is_owner_alive, labels_match,
-)
+from cairnflow._lazy import lazy_module
+from cairnflow.statestore.base import FlowRunInfo, Transition, is_owner_alive, labels_match
 from cairnflow.statestore.serialize import SerializedResult
 from cairnflow.statestore.sqlite_batch import run_range, ts
+
+if TYPE_CHECKING:
+    from cairnflow.statestore.orch_records import (
+        AgentInfo, AgentRecord, FlowVersionInfo, FlowVersionRecord, NewFlowRun,
+    )
+
+# made when a registration or agent method is first used (see orch_records)
+records = lazy_module("cairnflow.statestore.orch_records")
 
 __all__ = ["OrchestrationSQL"]
 
@@ -74,7 +80,7 @@ def _json_list(text: str | None) -> list[Any]:
 def _version_info(row: tuple) -> FlowVersionInfo:
     (vid, name, version, flow_hash, parameters, labels, graph, created_at, project,
      key, source_file, source_variable, has_schedule, description, active, archived) = row
-    return FlowVersionInfo(
+    return records.FlowVersionInfo(
         id=vid, flow_name=name, version=version, flow_hash=flow_hash,
         parameters=json.loads(parameters), labels=json.loads(labels), graph=json.loads(graph),
         created_at=rows.from_ts(created_at), project_name=project, idempotency_key=key,
@@ -448,7 +454,7 @@ class OrchestrationSQL:
         def read(cur: sqlite3.Cursor | None) -> list[AgentInfo]:
             if cur is None:
                 return []
-            return [AgentInfo(id=a, name=n, labels=json.loads(lab), host=h, pid=p,
+            return [records.AgentInfo(id=a, name=n, labels=json.loads(lab), host=h, pid=p,
                               started_at=rows.from_ts(s), last_seen=rows.from_ts(seen))
                     for a, n, lab, h, p, s, seen in cur.execute(
                         "SELECT id, name, labels, host, pid, started_at, last_seen FROM agent "

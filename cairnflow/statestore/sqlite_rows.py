@@ -17,8 +17,6 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any
 
-import pendulum
-
 from cairnflow.exceptions import UnknownRunError
 from cairnflow import states
 from cairnflow.statestore.base import (
@@ -27,8 +25,9 @@ from cairnflow.statestore.base import (
 )
 from cairnflow.statestore.serialize import SerializedResult
 from cairnflow.statestore.sqlite_batch import NOT_MAPPED, run_range, ts
+from cairnflow._lazy import lazy_module
 
-_UTC = pendulum.UTC
+pendulum = lazy_module("pendulum")  # imported on first use: see cairnflow._lazy
 
 # -- values ---------------------------------------------------------------------
 
@@ -39,7 +38,7 @@ def from_ts(text: str | None) -> pendulum.DateTime | None:
         return None
     d = datetime.fromisoformat(text)
     return pendulum.DateTime(d.year, d.month, d.day, d.hour, d.minute, d.second,
-                             d.microsecond, tzinfo=_UTC)
+                             d.microsecond, tzinfo=pendulum.UTC)
 
 
 def from_ts_plain(text: str | None) -> datetime | None:
