@@ -225,6 +225,69 @@ def test_timeout_is_recorded_and_the_abandoned_code_said_so(external, cairnflow_
     assert "may still be running on" in warning.message and "Dask worker" in warning.message
 
 
+def test_calls_in_flight_together_each_get_their_own_result_once(local, cairnflow_home):
+    """Children sent to Dask in shared batches, finishing out of order, while a task
+    beside them times out and is cancelled: each child is recorded once, with its
+    own result, in map order."""
+
+    @task
+    def numbers():
+        return list(range(300))
+
+    @task
+    def square(x):
+        time.sleep((x * 7 % 5) * 0.002)  # finish out of order
+        return x * x
+
+    @task(timeout=1)
+    def stuck():
+        time.sleep(4)
+
+    with Flow("in-flight") as flow:
+        squares = square.map(numbers())
+        stuck()
+    state = flow.run(executor=DaskExecutor(address=local))
+    assert state.result[squares].result == [i * i for i in range(300)]
+    store = _store(cairnflow_home)
+    run_id = state.context["flow_run_id"]
+    histories = {}
+    for entry in store.get_history(run_id, "square-1"):
+        histories.setdefault(entry.map_index, []).append(entry.state)
+    assert histories.pop(None) == ["Pending", "Mapped"]
+    assert histories == {i: ["Pending", "Running", "Success"] for i in range(300)}
+    assert _states(store, run_id, "stuck-1") == ["Pending", "Running", "TimedOut"]
+
+
+def test_a_stopped_run_does_not_wait_for_code_in_flight(local):
+    """When the run stops (Ctrl-C, an engine error) the engine threads waiting for
+    task code on the cluster are released at once, with an error."""
+    import threading
+
+    executor = DaskExecutor(address=local)
+    outcome = {}
+
+    def sleepy(seconds):
+        time.sleep(seconds)
+
+    def wait_for_code():
+        try:
+            executor.run_task_code(sleepy, {"seconds": 30})
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        with executor.start():
+            waiter = threading.Thread(target=wait_for_code)
+            waiter.start()
+            wait_until(lambda: executor._calls.calls, 30, "the call to be in flight")
+            raise KeyboardInterrupt
+    waiter.join(10)
+    assert not waiter.is_alive()
+    assert "shut down" in str(outcome["error"])
+    assert time.monotonic() - started < 25
+
+
 def test_worker_logs_and_prints_are_stored_with_their_task_run(address, cairnflow_home):
     @task(log_stdout=True)
     def chatty(x):

@@ -9,7 +9,9 @@ every recorded transition stay here. What a real cluster adds, handled here:
 * modules the flow's files import from beside them are sent to the workers
   (``shipping``), so they resolve there as they do here;
 * a worker lost mid-task, whose task Dask starts again elsewhere, is reported
-  to the engine (``on_restart``) so both attempts are recorded.
+  to the engine (``on_restart``) so both attempts are recorded;
+* task code goes out, and results come back, in batches (``_Dispatcher``):
+  Dask's round trip per task, not the code, was what a map's child cost.
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ import sys
 import threading
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from queue import SimpleQueue
 from typing import Any
 
 from cairnflow.context import current
@@ -38,7 +40,7 @@ WORKER_WAIT_SECONDS = float(os.environ.get("CAIRNFLOW_DASK_TIMEOUT", "30"))
 """How long to wait for a worker to join and answer before the run fails."""
 
 
-IN_FLIGHT_PER_THREAD = 4
+IN_FLIGHT_PER_THREAD = 8
 """Task runs the engine keeps in flight per thread of the cluster's workers."""
 
 
@@ -83,12 +85,9 @@ class DaskExecutor(_PooledExecutor):
         self.debug = debug
         self._client: Any = None
         self._threads: ThreadPoolExecutor | None = None
-        self._topic = ""
+        self._calls: _Dispatcher | None = None
         self._token = ""
         self._keys = itertools.count()
-        self._starts: dict[str, list[str]] = defaultdict(list)
-        self._changed = threading.Condition()  # guards _starts and _woken
-        self._woken: dict[str, threading.Event] = {}
         self._code_cache: dict[Any, bytes] = {}  # each task's code pickled once per run
 
     def __repr__(self) -> str:
@@ -111,11 +110,10 @@ class DaskExecutor(_PooledExecutor):
                 self._code_cache = {}
                 self._token = uuid.uuid4().hex  # keys unique on a shared cluster
                 self._keys = itertools.count()
-                self._topic = f"cairnflow-started-{self._token}"
-                client.subscribe_topic(self._topic, self._on_started)
-                # Task runs in flight: each waits in a thread of this pool, and Dask's
-                # round trip (milliseconds) is what bounds a map's throughput, so
-                # several per worker thread keep the cluster busy.
+                self._calls = _Dispatcher(client)
+                # Task runs in flight: each waits in a thread of this pool while Dask
+                # runs its code; several per worker thread keep the cluster busy, and
+                # make the batches the dispatcher sends and gathers bigger.
                 workers = max(32, IN_FLIGHT_PER_THREAD * sum(client.nthreads().values()))
                 self._threads = ThreadPoolExecutor(workers, thread_name_prefix="cairnflow-dask")
                 try:
@@ -124,14 +122,15 @@ class DaskExecutor(_PooledExecutor):
                     # Interrupted or stopped by an error: the run has recorded how it
                     # ended; do not wait for task code still running on the workers.
                     self._threads.shutdown(wait=False, cancel_futures=True)
+                    self._calls.close(wait=False)
                     raise
                 else:
                     self._threads.shutdown(wait=True, cancel_futures=True)
+                    self._calls.close(wait=True)
                 finally:
-                    client.unsubscribe_topic(self._topic)
                     if shipped is not None and self.address is not None:
                         client.unregister_worker_plugin(shipped)
-                    self._client = self._threads = None
+                    self._client = self._threads = self._calls = None
         finally:
             if cluster is not None:
                 cluster.close()
@@ -153,66 +152,226 @@ class DaskExecutor(_PooledExecutor):
             cluster.adapt(**self.adapt_kwargs)
         return cluster
 
-    def _on_started(self, event: tuple[float, Any]) -> None:
-        """A worker began a task's code (called in the client's event-loop thread)."""
-        _, (key, worker) = event
-        with self._changed:
-            self._starts[key].append(worker)
-            woken = self._woken.get(key)
-        if woken is not None:
-            woken.set()
-
     def run_task_code(self, fn: Callable[..., Any], kwargs: dict[str, Any],
                       timeout: float | None = None,
                       on_restart: Callable[[str], None] | None = None) -> Any:
         slug = current().get("task_slug") or "task"
         key = f"{slug}-{self._token}-{next(self._keys)}"  # no os.urandom per task
-        # One event per task run: a start or the end wakes its own waiter, not all
-        # of them (a condition shared by the pool's threads woke every one each time).
-        woken = threading.Event()
-        with self._changed:
-            self._woken[key] = woken
+        calls = self._calls
+        call = calls.submit(key, remote.pack(fn, kwargs, self._code_cache))
         try:
-            future = self._client.submit(remote.call_on_dask,
-                                         remote.pack(fn, kwargs, self._code_cache),
-                                         self._topic, key, key=key, pure=False)
-            future.add_done_callback(lambda _: woken.set())
-            self._wait(future, key, woken, timeout, on_restart)
+            finished = _wait(call, timeout, on_restart)
         finally:
-            with self._changed:
-                starts = self._starts.pop(key, [])
-                self._woken.pop(key, None)
-        if not future.done():
-            future.cancel()
-            where = f"Dask worker {starts[-1]}" if starts else "a Dask worker"
+            calls.forget(call)
+        if not finished:
+            where = calls.where(call)
+            calls.cancel(call)
             abandoned(timeout, where)
             raise TaskTimeout()
-        return remote.unpack(future.result())
+        return remote.unpack(call.outcome())
 
-    def _wait(self, future: Any, key: str, woken: threading.Event, timeout: float | None,
-              on_restart: Callable[[str], None] | None) -> None:
-        """Until the code is done or past ``timeout``; each start after the first (the
-        worker running it was lost and Dask started it again) goes to ``on_restart``."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        seen = 0
+
+def _wait(call: _Call, timeout: float | None, on_restart: Callable[[str], None] | None) -> bool:
+    """Whether the call finished within ``timeout``; each worker lost while it held the
+    call (Dask starts it again elsewhere) goes to ``on_restart`` on the way."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    reported = 0
+    while True:
+        # Read after each wake-up: what set the event changed the call first.
+        for worker in call.lost[reported:]:
+            reported += 1
+            if on_restart is not None:
+                on_restart(f"The Dask worker running this task run ({worker}) was lost; "
+                           "Dask started it again on another worker.")
+        if call.done:
+            return True
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            return False
+        call.woken.wait(left)
+        call.woken.clear()
+
+
+class _Call:
+    """One task run's code handed to Dask, as the engine thread waiting for it sees it."""
+
+    __slots__ = ("key", "payload", "future", "packed", "error", "lost", "done", "cancelled",
+                 "woken")
+
+    def __init__(self, key: str, payload: remote.Payload):
+        self.key = key
+        self.payload: remote.Payload | None = payload
+        self.future: Any = None  # Dask's, once submitted
+        self.packed: bytes | None = None  # what ``remote.call`` returned, once gathered
+        self.error: BaseException | None = None  # the dispatcher's own failure
+        self.lost: list[str] = []  # workers lost while they held it
+        self.done = self.cancelled = False
+        self.woken = threading.Event()
+
+    def outcome(self) -> bytes:
+        """What the worker returned; raises what Dask raised instead (a lost task)."""
+        if self.error is not None:
+            raise self.error
+        if self.packed is not None:
+            return self.packed
+        return self.future.result()
+
+
+class _Dispatcher:
+    """Task code to the cluster and results back, in batches.
+
+    A round trip per task run (``client.submit``, then ``future.result()``) costs
+    the scheduler a graph update and a gather each: with a map's children in
+    flight at once, that was what a task run cost, not the code. Here the calls
+    queued while one ``client.map`` goes out go in the next one, and the results
+    that arrive while one gather is under way come back in the next gather.
+    Worker loss comes from the scheduler's own ``remove-worker`` event (with the
+    keys the worker held), not from a message per task run.
+    """
+
+    def __init__(self, client: Any):
+        self.client = client
+        self.calls: dict[str, _Call] = {}  # in flight, by key
+        self._lock = threading.Lock()  # guards _queued and _stopping
+        self._queued: list[_Call] = []
+        self._queued_event = threading.Event()
+        self._stopping = False
+        self._finished: SimpleQueue[Any] = SimpleQueue()  # Dask futures; None to stop
+        client.subscribe_topic(_SCHEDULER_TOPIC, self._on_scheduler_event)
+        self._threads = [threading.Thread(target=target, daemon=True, name=name)
+                         for target, name in ((self._send, "cairnflow-dask-send"),
+                                              (self._collect, "cairnflow-dask-collect"))]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, key: str, payload: remote.Payload) -> _Call:
+        call = self.calls[key] = _Call(key, payload)
+        with self._lock:
+            if self._stopping:
+                _fail([call], _shut_down())
+            self._queued.append(call)
+            self._queued_event.set()
+        return call
+
+    def forget(self, call: _Call) -> None:
+        self.calls.pop(call.key, None)
+
+    def cancel(self, call: _Call) -> None:
+        """Stop waiting for a call; Dask drops it if it has not started."""
+        call.cancelled = True  # read by _send after it sets the future: one of us cancels
+        if call.future is not None:
+            call.future.cancel()
+
+    def where(self, call: _Call) -> str:
+        """The worker running a call (asked of the scheduler: only when one timed out)."""
+        try:
+            for worker, keys in self.client.processing().items():
+                if call.key in keys:
+                    return f"Dask worker {worker}"
+        except Exception:
+            pass
+        return "a Dask worker"
+
+    def close(self, wait: bool) -> None:
+        """Stop both threads (``wait``: until they are done); whoever still waits for a
+        call gets an error instead of its result."""
+        with self._lock:
+            self._stopping = True
+            self._queued_event.set()
+        self._finished.put(None)
+        if wait:
+            for thread in self._threads:
+                thread.join()
+        try:
+            self.client.unsubscribe_topic(_SCHEDULER_TOPIC)
+        except Exception:
+            pass
+        _fail(list(self.calls.copy().values()), _shut_down())
+
+    def _send(self) -> None:
         while True:
-            with self._changed:
-                starts = list(self._starts.get(key, ()))
-            if len(starts) == seen and not future.done():
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return
-                woken.wait(left)
-                woken.clear()  # then read again: a later set is seen by the next wait
-                with self._changed:
-                    starts = list(self._starts.get(key, ()))
-            for i in range(max(seen, 1), len(starts)):
-                if on_restart is not None:
-                    on_restart(f"The Dask worker running this task run ({starts[i - 1]}) "
-                               f"was lost; Dask started it again on {starts[i]}.")
-            seen = max(seen, len(starts))
-            if future.done():
+            self._queued_event.wait()
+            with self._lock:
+                batch, self._queued = self._queued, []
+                self._queued_event.clear()
+                stopping = self._stopping
+            if stopping:
+                _fail(batch, _shut_down())
                 return
+            if batch:
+                self._send_batch(batch)
+
+    def _send_batch(self, batch: list[_Call]) -> None:
+        keys = [call.key for call in batch]
+        try:
+            futures = self.client.map(remote.call, [call.payload for call in batch],
+                                      key=keys, pure=False)
+        except Exception as exc:
+            _fail(batch, exc)
+            return
+        for call, future in zip(batch, futures):
+            call.future, call.payload = future, None
+            if call.cancelled:  # timed out before it was sent
+                future.cancel()
+            future.add_done_callback(self._finished.put)
+
+    def _collect(self) -> None:
+        while True:
+            batch = [self._finished.get()]
+            while not self._finished.empty():
+                batch.append(self._finished.get())
+            futures = [f for f in batch if f is not None]
+            if futures:
+                self._deliver(futures)
+            if len(futures) < len(batch):
+                return
+
+    def _deliver(self, futures: list[Any]) -> None:
+        """One gather for the results that finished; each waiter woken with its own."""
+        waiting = [(self.calls.get(f.key), f) for f in futures]
+        finished = {f.key: f for call, f in waiting if call is not None and f.status == "finished"}
+        values: dict[str, Any] = {}
+        error = None
+        if finished:
+            try:
+                values = self.client.gather(finished, errors="skip")
+            except Exception as exc:
+                error = exc
+        for call, future in waiting:
+            if call is None:
+                continue  # timed out: nobody waits for it
+            call.packed = values.get(future.key)
+            call.error = error
+            call.done = True
+            call.woken.set()
+
+    def _on_scheduler_event(self, event: tuple[float, Any]) -> None:
+        """A worker left: the calls it held will run again (in the client's loop thread)."""
+        _, message = event
+        if not isinstance(message, dict) or message.get("action") != "remove-worker":
+            return
+        worker = message.get("worker", "a worker")
+        for key in (*message.get("processing-tasks", ()),
+                    *message.get("lost-computed-tasks", ())):
+            call = self.calls.get(key)
+            if call is not None and not call.done:
+                call.lost.append(worker)
+                call.woken.set()
+
+
+_SCHEDULER_TOPIC = "all"
+"""The topic the scheduler logs worker arrivals and departures to."""
+
+
+def _shut_down() -> RuntimeError:
+    return RuntimeError("the Dask executor was shut down")
+
+
+def _fail(calls: list[_Call], error: BaseException) -> None:
+    for call in calls:
+        if not call.done:
+            call.error, call.done = error, True
+            call.woken.set()
 
 
 def _connect(client_class: Any, target: Any, kwargs: dict) -> Any:

@@ -26,7 +26,7 @@ import cloudpickle
 from cairnflow.context import current, enter, leave
 from cairnflow.runner import logs
 
-__all__ = ["pack", "call", "call_on_dask", "unpack", "remote_traceback", "dumps"]
+__all__ = ["pack", "call", "joined", "call_joined", "unpack", "remote_traceback", "dumps"]
 
 _LOCAL_ONLY = ("logger",)
 
@@ -133,14 +133,16 @@ def call(payload: Payload) -> bytes:
         return cloudpickle.dumps((("raised", error, frames), records))
 
 
-def call_on_dask(payload: Payload, topic: str, key: str) -> bytes:
-    """``call`` on a Dask worker, first telling the flow's process that it started there
-    (Dask starts a task again elsewhere when its worker is lost)."""
-    from distributed import get_worker
+def joined(payload: Payload) -> bytes:
+    """The payload as one message, for ``call_joined`` (a pipe carries bytes)."""
+    code, arguments = payload
+    return len(code).to_bytes(4, "little") + code + arguments
 
-    worker = get_worker()
-    worker.log_event(topic, (key, worker.address))
-    return call(payload)
+
+def call_joined(message: bytes) -> bytes:
+    """``call`` on a payload that ``joined`` made one message."""
+    size = int.from_bytes(message[:4], "little")
+    return call((message[4:4 + size], message[4 + size:]))
 
 
 def unpack(packed: bytes) -> Any:
