@@ -102,8 +102,23 @@ class WorkerPool:
         self._all: set[_Worker] = set()
         self._lock = threading.Lock()
         self._closed = False
-        for _ in range(size):
-            self._add()
+        try:
+            for _ in range(size):
+                self._add()
+        except BaseException:
+            self.close(kill=True)
+            raise
+
+    def wait_started(self) -> None:
+        """Until every worker has started; one that could not start is left to the
+        first call that takes it (which starts another and reports the failure)."""
+        with self._lock:
+            workers = list(self._all)
+        for worker in workers:
+            try:
+                worker.wait_ready()
+            except (EOFError, OSError):
+                pass
 
     def _add(self) -> None:
         """Start a worker and make it idle (unless the pool was closed meanwhile)."""
