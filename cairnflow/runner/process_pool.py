@@ -160,6 +160,12 @@ class WorkerPool:
             self.close(kill=True)
             raise
 
+    @property
+    def pids(self) -> list[int]:
+        """The process ids of the workers (those started and not yet stopped)."""
+        with self._lock:
+            return [worker.process.pid for worker in self._all]
+
     def wait_started(self) -> None:
         """Until every worker has started; one that could not start is left to the
         first call that takes it (which starts another and reports the failure)."""
@@ -188,7 +194,12 @@ class WorkerPool:
         seconds (the worker killed), or ``WorkerDied``."""
         worker = self._take()
         try:
-            worker.conn.send_bytes(payload)
+            try:
+                worker.conn.send_bytes(payload)
+            except OSError:  # it died while idle: the code never reached it; another
+                self._replace(worker)
+                worker = self._take()
+                worker.conn.send_bytes(payload)
             if timeout is None or worker.conn.poll(timeout):
                 reply = worker.conn.recv_bytes()
                 self._idle.put(worker)
