@@ -437,3 +437,14 @@ def test_a_run_on_worker_processes_leaves_none_behind(memory_store):
     state = flow.run(store=memory_store, executor=_processes())
     assert _map_reduce_results(state, shifted, summed) == EXPECTED_MAP_REDUCE
     assert _descendants() - before == set()
+
+
+def test_big_values_cross_to_the_worker_processes_and_back(memory_store):
+    @task
+    def grow(data):
+        return data * 2
+
+    with Flow("big-values") as flow:
+        grown = grow(b"ab" * (3 << 20))  # 6 MiB there, 12 MiB back
+    state = flow.run(store=memory_store, executor=_processes())
+    assert state.result[grown].result == b"ab" * (6 << 20)

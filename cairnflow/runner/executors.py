@@ -132,14 +132,9 @@ class LocalDaskExecutor(_PooledExecutor):
             return
         self._threads = ThreadPoolExecutor(self.num_workers, thread_name_prefix="cairnflow")
         self._code_cache = {}  # each task's code pickled once per run
-        if self.scheduler == "processes":
-            from cairnflow.runner import remote
-            from cairnflow.runner.process_pool import WorkerPool
-
-            # Started with the executor: an executor kept started across runs (as the
-            # benchmarks keep it) has its workers' start-up behind it.
-            self._processes = WorkerPool(self.num_workers, remote.call_joined)
         try:
+            if self.scheduler == "processes":
+                self._processes = _start_workers(self.num_workers)
             yield
         except BaseException:
             # Interrupted (Ctrl-C) or stopped by an error: the run has recorded how it
@@ -173,6 +168,22 @@ class LocalDaskExecutor(_PooledExecutor):
                         "are lost.", timeout)
             raise TaskTimeout() from None
         return remote.unpack(packed)
+
+
+def _start_workers(count: int) -> WorkerPool:
+    """``count`` worker processes, once all have started: a run's first tasks do not
+    wait for them, and a run on an executor kept started (as the benchmarks keep it)
+    has their start-up behind it."""
+    from cairnflow.runner import remote
+    from cairnflow.runner.process_pool import WorkerPool
+
+    pool = WorkerPool(count, remote.call_joined)
+    try:
+        pool.wait_started()
+    except BaseException:  # Ctrl-C while they start
+        pool.close(kill=True)
+        raise
+    return pool
 
 
 def abandoned(timeout: float | None, where: str) -> None:

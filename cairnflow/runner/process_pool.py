@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import os
 import queue
+import select
 import signal
+import socket
 import threading
 import time
 from typing import Any
@@ -29,16 +31,65 @@ class WorkerDied(RuntimeError):
     """The worker process running a task's code died before it answered."""
 
 
+class _Channel:
+    """One end of a socket pair carrying messages: an 8-byte length, then the bytes.
+
+    (``multiprocessing.Connection`` reads a message with two system calls and
+    a ``BytesIO``; a small message here takes one ``recv``.)
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def send_bytes(self, data: bytes) -> None:
+        self._sock.sendall(len(data).to_bytes(8, "little") + data)
+
+    def recv_bytes(self) -> bytes:
+        data = self._sock.recv(_CHUNK)
+        while len(data) < 8:
+            data += self._more(8 - len(data))
+        size = int.from_bytes(data[:8], "little")
+        if len(data) == size + 8:
+            return data[8:]
+        buffer = bytearray(size + 8)  # a big message: read into place
+        buffer[:len(data)] = data
+        view, got = memoryview(buffer), len(data)
+        while got < size + 8:
+            count = self._sock.recv_into(view[got:])
+            if not count:
+                raise EOFError
+            got += count
+        return bytes(view[8:])
+
+    def _more(self, count: int) -> bytes:
+        data = self._sock.recv(count)
+        if not data:
+            raise EOFError
+        return data
+
+    def poll(self, timeout: float) -> bool:
+        """Whether a message (or the end) can be read within ``timeout`` seconds."""
+        poller = select.poll()
+        poller.register(self._sock, select.POLLIN)
+        return bool(poller.poll(timeout * 1000))
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+_CHUNK = 1 << 16
+
+
 class _Worker:
     """One worker process and the flow's end of its pipe."""
 
     def __init__(self, context: Any, target: Any) -> None:
-        ours, theirs = context.Pipe(duplex=True)
+        ours, theirs = socket.socketpair()
         self.process = context.Process(target=_serve, args=(theirs, os.getpid(), target),
                                        name="cairnflow-worker")
         self.process.start()
         theirs.close()  # else our copy keeps the pipe open when the worker dies
-        self.conn = ours
+        self.conn = _Channel(ours)
         self.ready = False
 
     def wait_ready(self) -> None:
@@ -102,8 +153,29 @@ class WorkerPool:
         self._all: set[_Worker] = set()
         self._lock = threading.Lock()
         self._closed = False
-        for _ in range(size):
-            self._add()
+        try:
+            for _ in range(size):
+                self._add()
+        except BaseException:
+            self.close(kill=True)
+            raise
+
+    @property
+    def pids(self) -> list[int]:
+        """The process ids of the workers (those started and not yet stopped)."""
+        with self._lock:
+            return [worker.process.pid for worker in self._all]
+
+    def wait_started(self) -> None:
+        """Until every worker has started; one that could not start is left to the
+        first call that takes it (which starts another and reports the failure)."""
+        with self._lock:
+            workers = list(self._all)
+        for worker in workers:
+            try:
+                worker.wait_ready()
+            except (EOFError, OSError):
+                pass
 
     def _add(self) -> None:
         """Start a worker and make it idle (unless the pool was closed meanwhile)."""
@@ -122,7 +194,12 @@ class WorkerPool:
         seconds (the worker killed), or ``WorkerDied``."""
         worker = self._take()
         try:
-            worker.conn.send_bytes(payload)
+            try:
+                worker.conn.send_bytes(payload)
+            except OSError:  # it died while idle: the code never reached it; another
+                self._replace(worker)
+                worker = self._take()
+                worker.conn.send_bytes(payload)
             if timeout is None or worker.conn.poll(timeout):
                 reply = worker.conn.recv_bytes()
                 self._idle.put(worker)
@@ -185,9 +262,10 @@ class WorkerPool:
             worker.reap()
 
 
-def _serve(conn: Any, parent_pid: int, target: Any) -> None:
+def _serve(sock: socket.socket, parent_pid: int, target: Any) -> None:
     """A worker's life: greet, then answer payloads until the pipe closes."""
     _exit_with_parent(parent_pid)
+    conn = _Channel(sock)
     try:
         conn.send_bytes(_READY)
         while True:
