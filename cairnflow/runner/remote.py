@@ -12,19 +12,17 @@ the user's file and line, and the flow's process fills in the source lines.
 
 from __future__ import annotations
 
-import copyreg
-import io
 import logging
 import marshal
 import traceback
 import types
-from collections import ChainMap
 from typing import Any
 
 import cloudpickle
 
 from cairnflow.context import current, enter, leave
 from cairnflow.runner import logs
+from cairnflow.statestore import serialize
 
 __all__ = ["pack", "call", "joined", "call_joined", "unpack", "remote_traceback", "dumps"]
 
@@ -37,31 +35,13 @@ def _reduce_code(code: types.CodeType) -> tuple[Any, tuple[bytes]]:
     return marshal.loads, (marshal.dumps(code),)
 
 
-class _Pickler(cloudpickle.Pickler):
-    dispatch_table: dict = {}  # set by _dispatch_table() before each use
-
-
-_table_source: tuple[int, int] = (-1, -1)
-
-
-def _dispatch_table() -> dict:
-    """cloudpickle's dispatch table (a ChainMap, looked up in Python for every object
-    pickled: about 4x the time) as one plain dict, rebuilt when ``copyreg`` changed."""
-    global _table_source
-    source = (len(copyreg.dispatch_table), len(cloudpickle.Pickler.dispatch_table))
-    if source != _table_source:
-        _Pickler.dispatch_table = dict(ChainMap({types.CodeType: _reduce_code},
-                                                cloudpickle.Pickler.dispatch_table))
-        _table_source = source
-    return _Pickler.dispatch_table
+_REDUCERS = ((types.CodeType, _reduce_code),)
 
 
 def dumps(value: Any) -> bytes:
-    """cloudpickle, except that code objects keep the name of their file."""
-    _dispatch_table()
-    buffer = io.BytesIO()
-    _Pickler(buffer, protocol=cloudpickle.DEFAULT_PROTOCOL).dump(value)
-    return buffer.getvalue()
+    """cloudpickle (with its table as one plain dict: ``serialize.dumps``), except that
+    code objects keep the name of their file."""
+    return serialize.dumps(value, _REDUCERS)
 
 
 Payload = tuple[bytes, bytes]
