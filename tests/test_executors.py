@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import threading
 import time
 from datetime import timedelta
 
 import pytest
 
-from cairnflow import Flow, executors, get_run_logger, states, task, unmapped
+import crashkit
+
+from cairnflow import Flow, executors, get_run_logger, states, task, triggers, unmapped
 
 
 def _threads():
@@ -361,3 +364,87 @@ def test_each_task_code_reaches_the_worker_processes_as_its_own(memory_store):
     assert state.result[d].result == [2, 5, 8]
     state = flow.run(store=memory_store, executor=_processes())  # a second run, anew
     assert state.result[a].result == [2, 4, 6] and state.result[b].result == [3, 6, 9]
+
+
+# -- the processes executor's pool: lost workers, timeouts, nothing left behind -------------
+
+
+def _one_worker():
+    return executors.LocalDaskExecutor(scheduler="processes", num_workers=1)
+
+
+def _descendants() -> set[int]:
+    """This process's children and theirs, zombies included (Linux /proc)."""
+    return set(crashkit.descendants(os.getpid()))
+
+
+@pytest.mark.parametrize("how, ended", [("kill", "killed by signal SIGKILL"),
+                                        ("exit", "exited with code 3")])
+def test_a_worker_that_dies_mid_task_fails_that_task_run_and_the_others_run_on(
+        memory_store, how, ended):
+    @task
+    def die(how):
+        if how == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        os._exit(3)
+
+    @task(trigger=triggers.always_run)
+    def after(i):
+        return i
+
+    with Flow("dying-worker") as flow:
+        dead = die(how)
+        later = after.map(range(3), upstream_tasks=[unmapped(dead)])
+    before = _descendants()
+    state = flow.run(store=memory_store, executor=_one_worker())  # the only worker dies
+    failed = state.result[dead]
+    assert type(failed) is states.Failed
+    assert failed.message.startswith("Error during execution of task: WorkerDied(")
+    assert "running the task's code died: " + ended in failed.message
+    assert [c.result for c in state.result[later].map_states] == [0, 1, 2]
+    assert _descendants() - before == set()
+
+
+def test_a_timed_out_task_has_its_worker_killed_and_not_given_more_work(
+        memory_store, tmp_path):
+    @task(timeout=0.5)
+    def stuck(folder):
+        (folder / "stuck").write_text(str(os.getpid()))
+        time.sleep(120)
+
+    @task(trigger=triggers.always_run)
+    def after(i):
+        return os.getpid()
+
+    with Flow("stuck-worker") as flow:
+        timed_out = stuck(tmp_path)
+        later = after.map(range(3), upstream_tasks=[unmapped(timed_out)])
+    before = _descendants()
+    state = flow.run(store=memory_store, executor=_one_worker())
+    assert type(state.result[timed_out]) is states.TimedOut
+    stuck_pid = int((tmp_path / "stuck").read_text())
+    assert not crashkit.is_running(stuck_pid)
+    assert stuck_pid not in {c.result for c in state.result[later].map_states}
+    [warning] = [r.message for r in memory_store.get_logs(memory_store.list_runs()[0].id)
+                 if "timed out" in r.message]
+    assert "abandoned" in warning and "worker process was killed" in warning
+    assert _descendants() - before == set()
+
+
+def test_a_run_on_worker_processes_leaves_none_behind(memory_store):
+    flow, shifted, summed = _map_reduce_flow()
+    before = _descendants()
+    state = flow.run(store=memory_store, executor=_processes())
+    assert _map_reduce_results(state, shifted, summed) == EXPECTED_MAP_REDUCE
+    assert _descendants() - before == set()
+
+
+def test_big_values_cross_to_the_worker_processes_and_back(memory_store):
+    @task
+    def grow(data):
+        return data * 2
+
+    with Flow("big-values") as flow:
+        grown = grow(b"ab" * (3 << 20))  # 6 MiB there, 12 MiB back
+    state = flow.run(store=memory_store, executor=_processes())
+    assert state.result[grown].result == b"ab" * (6 << 20)

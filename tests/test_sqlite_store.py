@@ -753,3 +753,33 @@ def test_a_maps_expansion_fits_sqlites_smallest_variable_limit(store):
     assert [(t.map_index, t.state) for t in runs] == [(None, "Mapped")] + [
         (i, "Pending") for i in range(3_000)]
     assert len(store.get_history("run-1")) == 3_002
+
+
+def test_none_and_bytes_are_bound_as_null_and_blob_and_a_programs_adapter_is_kept(tmp_path):
+    """The store's adapters (``bind_none_and_bytes_directly``) only skip the sqlite3
+    module's slow path: what is stored is unchanged, and an adapter a program
+    registered itself for either type still wins."""
+    code = textwrap.dedent("""
+        import sqlite3, sys
+        sqlite3.register_adapter(bytes, lambda b: b"mine:" + b)
+        from cairnflow import Flow, task
+        from cairnflow.statestore import sqlite_policy
+
+        @task
+        def blob():
+            return b"payload"
+
+        with Flow("blobs") as flow:
+            blob()
+        assert flow.run(store=f"sqlite:///{sys.argv[1]}").is_successful()
+        conn = sqlite3.connect(sys.argv[1])
+        print(conn.execute("SELECT typeof(started_at), typeof(ended_at) FROM task_run "
+                           "WHERE state = 'Success'").fetchone())
+        print(conn.execute("SELECT typeof(data), typeof(path) FROM task_result").fetchone())
+        print(sqlite3.adapters[(type(None), sqlite3.PrepareProtocol)](None),
+              sqlite3.adapters[(bytes, sqlite3.PrepareProtocol)](b"x"))
+    """)
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "c.db")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["('text', 'text')", "('blob', 'null')", "None b'mine:x'"]

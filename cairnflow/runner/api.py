@@ -5,7 +5,6 @@ and hands it to ``FlowRunner``.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import sys
@@ -16,6 +15,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
+from cairnflow._digest import sha256_hex
 from cairnflow.core.flow import Flow
 from cairnflow.exceptions import (
     FlowLoadError, MissingParameterError, UnknownRunError, UnresumableRunError,
@@ -278,7 +278,7 @@ def flow_hash(flow: Flow) -> str:
         parts.append(slugs[task])
         for up, _, key, mapped, flattened in upstream_edges(task):
             parts.append(f"<{slugs[up]}:{key}:{mapped}:{flattened}")
-    value = hashlib.sha256("".join(parts).encode()).hexdigest()[:16]
+    value = sha256_hex("".join(parts).encode())[:16]
     flow.__dict__["_hash_of_order"] = (order, value)
     return value
 

@@ -17,15 +17,13 @@ import contextvars
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from concurrent.futures import ProcessPoolExecutor
+    from cairnflow.runner.process_pool import WorkerPool
 
 # multiprocessing, the process pool and cloudpickle (``remote``) are imported by the
 # executors that use them: a flow on LocalExecutor, and ``import cairnflow``, never pay
@@ -121,7 +119,7 @@ class LocalDaskExecutor(_PooledExecutor):
         self.num_workers = num_workers or os.cpu_count() or 1
         self.parallel = scheduler != "synchronous"
         self._threads: ThreadPoolExecutor | None = None
-        self._processes: ProcessPoolExecutor | None = None
+        self._processes: WorkerPool | None = None
         self._code_cache: dict[Any, bytes] = {}
 
     def __repr__(self) -> str:
@@ -134,15 +132,9 @@ class LocalDaskExecutor(_PooledExecutor):
             return
         self._threads = ThreadPoolExecutor(self.num_workers, thread_name_prefix="cairnflow")
         self._code_cache = {}  # each task's code pickled once per run
-        if self.scheduler == "processes":
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            # spawn, not fork: the flow's process has threads (heartbeat, pool) and locks.
-            self._processes = ProcessPoolExecutor(
-                self.num_workers, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_exit_with_parent, initargs=(os.getpid(),))
         try:
+            if self.scheduler == "processes":
+                self._processes = _start_workers(self.num_workers)
             yield
         except BaseException:
             # Interrupted (Ctrl-C) or stopped by an error: the run has recorded how it
@@ -150,13 +142,13 @@ class LocalDaskExecutor(_PooledExecutor):
             # (they finish unrecorded); worker processes are.
             self._threads.shutdown(wait=False, cancel_futures=True)
             if self._processes is not None:
-                _terminate_workers(self._processes)
+                self._processes.close(kill=True)
             self._threads = self._processes = None
             self._code_cache = {}
             raise
         self._threads.shutdown(wait=True, cancel_futures=True)
         if self._processes is not None:
-            self._processes.shutdown(wait=True, cancel_futures=True)
+            self._processes.close()
         self._threads = self._processes = None
         self._code_cache = {}
 
@@ -167,53 +159,31 @@ class LocalDaskExecutor(_PooledExecutor):
             return super().run_task_code(fn, kwargs, timeout)
         from cairnflow.runner import remote
 
-        payload = remote.pack(fn, kwargs, self._code_cache)
-        future = self._processes.submit(remote.call, payload)
-        return _await_remote(future, timeout)
-
-
-def _terminate_workers(pool: ProcessPoolExecutor) -> None:
-    """Stop a process pool at once: its queued calls cancelled, its workers killed."""
-    workers = list((getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in workers:
+        payload = remote.joined(remote.pack(fn, kwargs, self._code_cache))
         try:
-            process.kill()
-        except (OSError, ValueError, AttributeError):
-            pass
+            packed = self._processes.call(payload, timeout)
+        except TimeoutError:
+            log.warning("The task run timed out after %gs and was abandoned: its worker "
+                        "process was killed (a new one takes its place); its log lines "
+                        "are lost.", timeout)
+            raise TaskTimeout() from None
+        return remote.unpack(packed)
 
 
-def _exit_with_parent(parent_pid: int) -> None:
-    """In a worker process: exit as soon as the flow's process is gone.
-
-    A killed flow must not leave workers finishing its tasks behind the back
-    of the run that resumes it. Ctrl-C (which a terminal sends to every process
-    of the group) is left to the flow's process, which records the run as
-    Cancelled and stops the workers; a worker would only print a traceback.
-    """
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    def watch() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(0.2)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True, name="cairnflow-parent-watch").start()
-
-
-def _await_remote(future: Any, timeout: float | None, where: str = "its worker process") -> Any:
-    """The value of task code run elsewhere (a pool's or Dask's future), or TaskTimeout."""
-    try:
-        packed = future.result(timeout=timeout)
-    except (FutureTimeout, TimeoutError):
-        future.cancel()
-        abandoned(timeout, where)
-        raise TaskTimeout() from None
+def _start_workers(count: int) -> WorkerPool:
+    """``count`` worker processes, once all have started: a run's first tasks do not
+    wait for them, and a run on an executor kept started (as the benchmarks keep it)
+    has their start-up behind it."""
     from cairnflow.runner import remote
+    from cairnflow.runner.process_pool import WorkerPool
 
-    return remote.unpack(packed)
+    pool = WorkerPool(count, remote.call_joined)
+    try:
+        pool.wait_started()
+    except BaseException:  # Ctrl-C while they start
+        pool.close(kill=True)
+        raise
+    return pool
 
 
 def abandoned(timeout: float | None, where: str) -> None:

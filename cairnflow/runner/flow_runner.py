@@ -87,7 +87,7 @@ class FlowRun:
             "task_full_name": full_name, "map_index": map_index, "task_tags": task.tags,
             "task_run_id": f"{self.record.id}/{slug}" + ("" if map_index is None else f"/{map_index}"),
             "task_run_count": 1, "task_loop_count": 1,
-            "logger": self._logger(task.name),
+            "logger": self._loggers.get(task.name) or self._logger(task.name),
         }
         if self.prior_states:
             prior = self.prior_states.get((slug, map_index))
@@ -277,7 +277,7 @@ class FlowRunner:
             if edge.key is not None:
                 value = state.result
                 inputs[edge.key] = _flatten(value) if edge.flattened else value
-        return self.task_runner.run(task, self._slug(task), None, upstream, inputs, edges)
+        return self.task_runner.run(task, self.flow.slugs[task], None, upstream, inputs, edges)
 
     # -- mapping --------------------------------------------------------------------
 

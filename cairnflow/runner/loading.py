@@ -12,7 +12,6 @@ command line's store, executor and progress view: a script that calls
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 import os
@@ -25,6 +24,7 @@ from typing import Any
 
 import cloudpickle
 
+from cairnflow._digest import sha1_hex
 from cairnflow.core.flow import Flow
 from cairnflow.exceptions import FlowLoadError
 
@@ -148,7 +148,7 @@ def _pick_flow(module: ModuleType, path: str, variable: str | None) -> Flow:
 
 
 def _execute(path: str, script: ScriptRun | None = None) -> ModuleType:
-    digest = hashlib.sha1(path.encode()).hexdigest()[:12]
+    digest = sha1_hex(path.encode())[:12]
     name = f"cairnflow_flow_{digest}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:

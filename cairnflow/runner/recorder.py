@@ -150,7 +150,8 @@ class Recorder:
         committed anyway: the attempt's start (``start``), a map's ``Mapped``
         (``transition(..., then=...)``)."""
         run_id, attempt, pending = self.flow_run_id, self.attempt, Pending.__name__
-        return [Transition(run_id, attempt, slug, name, map_index, pending, message, when)
+        return [_new_tuple(Transition, (run_id, attempt, slug, name, map_index, pending,
+                                        message, when, None))
                 for slug, name, map_index in task_runs]
 
     def _commit_through(self, mine: int) -> None:

@@ -12,21 +12,20 @@ the user's file and line, and the flow's process fills in the source lines.
 
 from __future__ import annotations
 
-import copyreg
-import io
 import logging
 import marshal
 import traceback
 import types
-from collections import ChainMap
 from typing import Any
 
 import cloudpickle
 
 from cairnflow.context import current, enter, leave
 from cairnflow.runner import logs
+from cairnflow.statestore import serialize
 
-__all__ = ["pack", "call", "call_each", "unpack", "remote_traceback", "dumps"]
+__all__ = ["pack", "call", "call_each", "joined", "call_joined", "unpack", "remote_traceback",
+           "dumps"]
 
 _LOCAL_ONLY = ("logger",)
 
@@ -37,31 +36,13 @@ def _reduce_code(code: types.CodeType) -> tuple[Any, tuple[bytes]]:
     return marshal.loads, (marshal.dumps(code),)
 
 
-class _Pickler(cloudpickle.Pickler):
-    dispatch_table: dict = {}  # set by _dispatch_table() before each use
-
-
-_table_source: tuple[int, int] = (-1, -1)
-
-
-def _dispatch_table() -> dict:
-    """cloudpickle's dispatch table (a ChainMap, looked up in Python for every object
-    pickled: about 4x the time) as one plain dict, rebuilt when ``copyreg`` changed."""
-    global _table_source
-    source = (len(copyreg.dispatch_table), len(cloudpickle.Pickler.dispatch_table))
-    if source != _table_source:
-        _Pickler.dispatch_table = dict(ChainMap({types.CodeType: _reduce_code},
-                                                cloudpickle.Pickler.dispatch_table))
-        _table_source = source
-    return _Pickler.dispatch_table
+_REDUCERS = ((types.CodeType, _reduce_code),)
 
 
 def dumps(value: Any) -> bytes:
-    """cloudpickle, except that code objects keep the name of their file."""
-    _dispatch_table()
-    buffer = io.BytesIO()
-    _Pickler(buffer, protocol=cloudpickle.DEFAULT_PROTOCOL).dump(value)
-    return buffer.getvalue()
+    """cloudpickle (with its table as one plain dict: ``serialize.dumps``), except that
+    code objects keep the name of their file."""
+    return serialize.dumps(value, _REDUCERS)
 
 
 Payload = tuple[bytes, bytes]
@@ -136,6 +117,18 @@ def call(payload: Payload) -> bytes:
 def call_each(payloads: list[Payload]) -> list[bytes]:
     """``call`` for several payloads in turn (one Dask task for several task runs)."""
     return [call(payload) for payload in payloads]
+
+
+def joined(payload: Payload) -> bytes:
+    """The payload as one message, for ``call_joined`` (a pipe carries bytes)."""
+    code, arguments = payload
+    return len(code).to_bytes(4, "little") + code + arguments
+
+
+def call_joined(message: bytes) -> bytes:
+    """``call`` on a payload that ``joined`` made one message."""
+    size = int.from_bytes(message[:4], "little")
+    return call((message[4:4 + size], message[4 + size:]))
 
 
 def unpack(packed: bytes) -> Any:

@@ -84,23 +84,20 @@ def dumps(value: Any, reducers: Reducers = ()) -> bytes:
 
 def dump(value: Any) -> SerializedResult:
     """Serialize ``value``; raises whatever cloudpickle raises for unpicklable values."""
-    cloudpickle = _cloudpickle()
+    cloudpickle = _loaded or _cloudpickle()
     if type(value) in _SCALARS:
         # cloudpickle writes the same bytes for these, 10x slower; loads() is the same.
         data = pickle.dumps(value, protocol=cloudpickle.DEFAULT_PROTOCOL)
     else:
         data = dumps(value)
-    return _result(data, cloudpickle.__version__)
-
-
-def _result(data: bytes, cloudpickle_version: str) -> SerializedResult:
-    """``SerializedResult(data, SERIALIZER, PYTHON_VERSION, cloudpickle_version)``, at a
-    third of the cost (one per task run): the frozen dataclass's ``__init__`` sets each
-    field through ``object.__setattr__``, then calls ``__post_init__``."""
+    # SerializedResult(data, SERIALIZER, PYTHON_VERSION, cloudpickle.__version__) at a
+    # third of the cost (one per task run): the frozen dataclass's __init__ sets each
+    # field through object.__setattr__, then calls __post_init__
     result = _new_object(SerializedResult)
     fields = result.__dict__
     fields["data"], fields["serializer"] = data, SERIALIZER
-    fields["python_version"], fields["cloudpickle_version"] = PYTHON_VERSION, cloudpickle_version
+    fields["python_version"], fields["cloudpickle_version"] = (PYTHON_VERSION,
+                                                               cloudpickle.__version__)
     return result
 
 
