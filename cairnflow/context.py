@@ -32,6 +32,9 @@ DATE_KEYS = frozenset({
 })
 """The values a flow run's ``RunDates`` makes when one of them is first read."""
 
+RUN_DATES = "_dates"
+"""The context key of the run's ``RunDates`` (engine use; shipped to worker processes)."""
+
 
 class RunDates:
     """A flow run's ``date``, the day names derived from it and, unless the run was
@@ -41,7 +44,7 @@ class RunDates:
 
     They are pendulum values, and pendulum's import was a third of a one-task
     flow's process; most runs never read a date. The context holds this object
-    under ``_dates``; ``Context`` and ``with_dates`` look up the keys in it.
+    under ``RUN_DATES``; ``Context`` and ``with_dates`` look up the keys in it.
     """
 
     __slots__ = ("started", "scheduled", "_made")
@@ -82,7 +85,7 @@ def _lookup(values: Mapping[str, Any], key: str) -> Any:
     try:
         return values[key]
     except KeyError:
-        dates = values.get("_dates")
+        dates = values.get(RUN_DATES)
         if dates is None or key not in DATE_KEYS:
             raise
         return dates.values()[key]
@@ -90,7 +93,7 @@ def _lookup(values: Mapping[str, Any], key: str) -> Any:
 
 def with_dates(values: Mapping[str, Any]) -> dict[str, Any]:
     """``values`` with the run's dates made and added (values set in it win)."""
-    dates = values.get("_dates")
+    dates = values.get(RUN_DATES)
     return {**values} if dates is None else {**dates.values(), **values}
 
 
@@ -108,7 +111,7 @@ class Context:
 
     def __contains__(self, key: object) -> bool:
         values = _current.get()
-        return key in values or (key in DATE_KEYS and "_dates" in values)
+        return key in values or (key in DATE_KEYS and RUN_DATES in values)
 
     def get(self, key: str, default: Any = None) -> Any:
         """The value of ``key``, or ``default`` when it is not set."""

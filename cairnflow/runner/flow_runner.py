@@ -19,8 +19,10 @@ from concurrent.futures import Future
 from queue import SimpleQueue
 from typing import Any
 
-from cairnflow.context import DATE_KEYS, RunDates, dates_of, current as current_context, \
-    enter as enter_context, leave as leave_context
+from cairnflow.context import (
+    DATE_KEYS, RUN_DATES, RunDates, current as current_context, dates_of, enter as enter_context,
+    leave as leave_context,
+)
 from cairnflow.core.flow import Flow
 from cairnflow.core.task import Task
 from cairnflow.runner import logs
@@ -440,7 +442,7 @@ def _dates(given: Any, scheduled_start_time: Any) -> dict[str, Any]:
     made when first read (``RunDates``), unless the run's context gives a ``date`` (a
     datetime or ISO text), which moves them all."""
     if given is None:
-        return {"_dates": RunDates(time.time(), scheduled=bool(scheduled_start_time))}
+        return {RUN_DATES: RunDates(time.time(), scheduled=bool(scheduled_start_time))}
     now = pendulum.now("UTC")
     if isinstance(given, str):
         try:

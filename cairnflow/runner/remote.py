@@ -20,7 +20,7 @@ from typing import Any
 
 import cloudpickle
 
-from cairnflow.context import current, enter, leave
+from cairnflow.context import RUN_DATES, current, enter, leave
 from cairnflow.runner import logs
 from cairnflow.statestore import serialize
 
@@ -57,7 +57,7 @@ def pack(fn: Any, kwargs: dict[str, Any], code_cache: dict | None = None) -> Pay
     """
     values = current()
     ctx = {k: v for k, v in values.items()
-           if (not k.startswith("_") or k == "_dates") and k not in _LOCAL_ONLY}
+           if (not k.startswith("_") or k == RUN_DATES) and k not in _LOCAL_ONLY}
     log_stdout = values.get("_stdout_buffer") is not None
     code = None
     if code_cache is not None:
