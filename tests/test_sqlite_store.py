@@ -783,3 +783,23 @@ def test_none_and_bytes_are_bound_as_null_and_blob_and_a_programs_adapter_is_kep
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["('text', 'text')", "('blob', 'null')", "None b'mine:x'"]
+
+
+def test_timestamps_are_stored_as_fixed_width_utc_text_whatever_the_second():
+    from datetime import datetime, timedelta, timezone as tz
+
+    from cairnflow.statestore.sqlite_batch import ts
+
+    def spelled(w):
+        return "%04d-%02d-%02dT%02d:%02d:%02d.%06d+00:00" % (
+            w.year, w.month, w.day, w.hour, w.minute, w.second, w.microsecond)
+
+    start = datetime(2026, 5, 1, 12, 0, 59, 999998, tzinfo=tz.utc)
+    cases = [start + timedelta(microseconds=i) for i in range(4)]  # across a second
+    cases += [datetime(1, 1, 1, tzinfo=tz.utc), datetime(1969, 12, 31, 23, 59, 59, 999999,
+                                                         tzinfo=tz.utc),
+              datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=tz.utc), start, start]
+    for when in cases:
+        assert ts(when) == spelled(when)
+    two_hours_ahead = datetime(2026, 5, 1, 14, 0, tzinfo=tz(timedelta(hours=2)))
+    assert ts(two_hours_ahead) == "2026-05-01T12:00:00.000000+00:00"
