@@ -23,23 +23,27 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cairnflow import states
+from cairnflow._lazy import lazy_module
 from cairnflow.exceptions import AmbiguousRunError, ResultNotFoundError, UnknownRunError
 from cairnflow.statestore import serialize
 from cairnflow.statestore.base import (
-    AgentInfo, FlowInfo, FlowRunInfo, FlowVersionInfo, LogEntry, StateStore, TaskKey,
-    TaskRunInfo, Transition, is_owner_alive, labels_match, split_task_label,
-    task_label as base_task_label,
+    FlowInfo, FlowRunInfo, LogEntry, StateStore, TaskKey, TaskRunInfo, Transition,
+    is_owner_alive, labels_match, split_task_label, task_label as base_task_label,
 )
+
+if TYPE_CHECKING:  # the orchestration records: made (a ms each) only where used
+    from cairnflow.statestore.orch_records import AgentInfo, FlowVersionInfo
+
+logging = lazy_module("logging")  # for level names: `runs ls` reads no log
 
 __all__ = [
     "RunDetail", "ResumeVerdict", "resolve_run_id", "get_run", "list_runs", "run_detail",

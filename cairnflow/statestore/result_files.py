@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +44,8 @@ class ResultFiles:
 
     def write(self, run_id: str, data: bytes) -> StoredFile:
         """Write ``data`` to a new file, durably, and return where it is."""
+        import uuid  # (with platform) only for a large result: a read needs neither
+
         run_dir = self._run_dir(run_id)
         self._make_dir(run_dir)
         name = f"{uuid.uuid4().hex}.pkl"

@@ -31,7 +31,6 @@ one place:
 from __future__ import annotations
 
 import os
-import random
 import sqlite3
 import time
 from collections.abc import Callable
@@ -211,6 +210,8 @@ def retrying(fn: Callable[..., T], *args: Any, budget: float, where: str) -> T:
                     f"the cairnflow database {where} stayed locked by another process "
                     f"for {budget:g} s ({exc}): wait for it to finish, or stop it"
                 ) from exc
+            import random  # only once the database was found locked
+
             time.sleep(min(remaining, delay * random.uniform(0.5, 1.5)))
             delay = min(delay * 2, 1.0)
 
