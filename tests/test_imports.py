@@ -120,12 +120,12 @@ def store_with_runs(tmp_path_factory):
 
 
 # Besides HEAVY, what `runs ls --json` reads the store without: the graph, loggers,
-# pickle, uuid (with platform) and the orchestration records. pendulum (with dateutil,
-# and tempfile's shutil and random) is still imported: the SQLite store makes a run's
-# times pendulum DateTimes (sqlite_rows.from_ts).
+# pickle, uuid (with platform) and the records of queries and orchestration. pendulum
+# (with dateutil, and tempfile's shutil and random) is still imported: the SQLite
+# store makes a run's times pendulum DateTimes (sqlite_rows.from_ts).
 NOT_FOR_RUNS_LS = {*HEAVY} - {"pendulum"} | {
     "cairnflow.core", "logging", "pickle", "uuid", "platform",
-    "cairnflow.statestore.orch_records",
+    "cairnflow.statestore.orch_records", "cairnflow.statestore.query_records",
 }
 
 
