@@ -496,3 +496,33 @@ def test_big_values_cross_to_the_worker_processes_and_back(memory_store):
         grown = grow(b"ab" * (3 << 20))  # 6 MiB there, 12 MiB back
     state = flow.run(store=memory_store, executor=_processes())
     assert state.result[grown].result == b"ab" * (6 << 20)
+
+
+def test_threads_commit_each_childs_running_before_its_code_runs(tmp_path):
+    """Group commit on 8 threads: however the commits are shared, a child's code runs
+    only once its Running is in the database, as a second handle on the file reads it."""
+    from cairnflow.context import context
+    from cairnflow.statestore import open_store
+
+    url = f"sqlite:///{tmp_path / 'cairnflow.db'}"
+    reader = open_store(url)
+    seen = {}
+
+    @task
+    def child(i):
+        run_id, slug = context.flow_run_id, context.task_slug
+        [mine] = [t for t in reader.get_task_runs(run_id)
+                  if t.task_slug == slug and t.map_index == i]
+        seen[i] = mine.state
+        return i
+
+    with Flow("durable-threads") as flow:
+        child.map(list(range(200)))
+    store = open_store(url)
+    executor = executors.LocalDaskExecutor(scheduler="threads", num_workers=8)
+    try:
+        assert flow.run(store=store, executor=executor).is_successful()
+    finally:
+        store.close()
+        reader.close()
+    assert seen == {i: "Running" for i in range(200)}
