@@ -33,8 +33,10 @@ with Flow("one") as flow:
 """
 
 
-def _modules(code: str, tmp_path: Path, *argv: str) -> set[str]:
-    """Every module in ``sys.modules`` after ``code`` ran in a new process."""
+def _modules(code: str, tmp_path: Path, *argv: str, site: bool = True) -> set[str]:
+    """Every module in ``sys.modules`` after ``code`` ran in a new process; with
+    ``site=False`` under ``python -S`` (an editable install's finder, which ``site``
+    imports, brings pathlib and urllib.parse into every process)."""
     report = textwrap.dedent(f"""
         import json, sys
         {textwrap.indent(textwrap.dedent(code), "        ").strip()}
@@ -42,7 +44,17 @@ def _modules(code: str, tmp_path: Path, *argv: str) -> set[str]:
     """)
     env = {**os.environ, "CAIRNFLOW_HOME": str(tmp_path / "home")}
     env.pop("CAIRNFLOW_DB_URL", None)
-    done = subprocess.run([sys.executable, "-c", report, *argv], capture_output=True,
+    flags = []
+    if not site:
+        import site as site_module
+
+        import cairnflow
+
+        flags = ["-S"]
+        env["PYTHONPATH"] = os.pathsep.join([
+            os.path.dirname(os.path.dirname(cairnflow.__file__)),
+            *site_module.getsitepackages(), env.get("PYTHONPATH", "")])
+    done = subprocess.run([sys.executable, *flags, "-c", report, *argv], capture_output=True,
                           text=True, env=env, cwd=tmp_path, timeout=60)
     assert done.returncode == 0, done.stderr
     return set(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -96,6 +108,9 @@ def test_a_run_on_an_existing_store_loads_only_sqlite(tmp_path):
     assert {"sqlmodel", "sqlalchemy"} <= set(first)
     assert _loaded(run, tmp_path, "one.py") == []  # the store exists and is current
     assert len(list((tmp_path / "home").glob("cairnflow.db"))) == 1
+    # nor pathlib and urllib.parse (with ipaddress), for its default store
+    assert _modules(run, tmp_path, "one.py", site=False) & {
+        "pathlib", "urllib.parse", "ipaddress"} == set()
 
 
 @pytest.fixture(scope="module")
