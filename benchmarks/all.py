@@ -225,30 +225,46 @@ store.close()
 def _compiled_env(directory: str, **extra: str) -> dict[str, str]:
     """``_env``, with bytecode written to (and read from) a cache in ``directory``: an
     installed cairnflow has its ``.pyc`` files, so a process row must not measure
-    compiling its source (which ``PYTHONDONTWRITEBYTECODE`` would make it do every time)."""
+    compiling its source (which ``PYTHONDONTWRITEBYTECODE`` would make it do every time).
+
+    The processes run without ``site`` (``-S``, see ``_python``), so the packages'
+    directories are named here."""
+    import site
+
     env = _env(PYTHONPYCACHEPREFIX=os.path.join(directory, "pycache"), **extra)
+    env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], *site.getsitepackages()])
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
+
+
+def _python() -> list[str]:
+    """The interpreter for the whole-process rows, bare and cairnflow alike, without
+    ``site`` (``-S``): an editable install of cairnflow (``pip install -e``) makes
+    ``site`` import its finder, with pathlib and more, in every process, the bare one
+    too. That was 40% of the bare process's instructions here, and hid as much of
+    cairnflow's own cost from the ratios. ``-S`` leaves both processes just what
+    they import themselves, whether cairnflow was installed editable or not."""
+    return [sys.executable, "-S"]
 
 
 def process_rows(repeat: int) -> list[tuple[str, float, float, str]]:
     """Whole processes, interleaved: each round runs every command once, so a busy
     machine slows a command and the bare process alike; medians over ``repeat`` rounds."""
     with tempfile.TemporaryDirectory() as d:
-        py = sys.executable
+        py, *flags = _python()
         flow_file = os.path.join(d, "one.py")
         with open(flow_file, "w") as f:
             f.write(ONE_TASK_FLOW)
-        run = [py, "-c", "import sys, cairnflow.runner.loading as l; "
+        run = [py, *flags, "-c", "import sys, cairnflow.runner.loading as l; "
                "l.load_flow_from_file(sys.argv[1]).run()", flow_file]
         db = os.path.join(d, "runs.db")
         _fill_runs(db, 1000)
         home = _compiled_env(d, CAIRNFLOW_HOME=os.path.join(d, "home"))
         commands = {
-            "bare": ([py, "-c", BARE_SQLITE, os.path.join(d, "bare.db")], _compiled_env(d)),
-            "import": ([py, "-c", "import cairnflow"], _compiled_env(d)),
+            "bare": ([py, *flags, "-c", BARE_SQLITE, os.path.join(d, "bare.db")], _compiled_env(d)),
+            "import": ([py, *flags, "-c", "import cairnflow"], _compiled_env(d)),
             "existing": (run, home),
-            "ls": ([py, "-m", "cairnflow.cli", "runs", "ls", "--json", "--db", db],
+            "ls": ([py, *flags, "-m", "cairnflow.cli", "runs", "ls", "--json", "--db", db],
                    _compiled_env(d)),
         }
         for argv, env in commands.values():  # warm: compiled once; the store exists

@@ -17,15 +17,17 @@ Example:
 """
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cairnflow import signals, states, triggers
 from cairnflow.context import context, get_run_logger
-from cairnflow.core import Flow, Parameter, Task, case, flatten, merge, task, unmapped
-from cairnflow.core.edge import mapped
-from cairnflow.core.functional import apply_map, tags
-from cairnflow.core.parameter import DateTimeParameter
-from cairnflow.core.resource_manager import resource_manager
+
+if TYPE_CHECKING:  # at run time these come from __getattr__, on first use
+    from cairnflow.core import Flow, Parameter, Task, case, flatten, merge, task, unmapped
+    from cairnflow.core.edge import mapped
+    from cairnflow.core.functional import apply_map, tags
+    from cairnflow.core.parameter import DateTimeParameter
+    from cairnflow.core.resource_manager import resource_manager
 
 __all__ = [
     "DateTimeParameter", "Flow", "Parameter", "Task", "apply_map", "case", "context",
@@ -43,6 +45,21 @@ _SUBMODULES = frozenset({
 })
 
 
+# The graph's names, by the module defining each, imported on first use: a command
+# that only reads the store (``cairnflow runs ls``) builds no flow, and the core (with
+# inspect and copy) was a tenth of that command's process.
+_CORE_NAMES = {
+    "cairnflow.core.control_flow": ("case", "merge"),
+    "cairnflow.core.edge": ("flatten", "mapped", "unmapped"),
+    "cairnflow.core.flow": ("Flow",),
+    "cairnflow.core.functional": ("apply_map", "tags"),
+    "cairnflow.core.parameter": ("DateTimeParameter", "Parameter"),
+    "cairnflow.core.resource_manager": ("resource_manager",),
+    "cairnflow.core.task": ("Task", "task"),
+}
+_CORE = {name: module for module, names in _CORE_NAMES.items() for name in names}
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version  # ~0.1 s: only on demand
 
@@ -55,6 +72,13 @@ def _version() -> str:
 def __getattr__(name: str) -> Any:
     if name == "__version__":
         return _version()
+    if name in _CORE:
+        value = globals()[name] = getattr(importlib.import_module(_CORE[name]), name)
+        return value
     if name in _SUBMODULES:
         return importlib.import_module(f"cairnflow.{name}")
     raise AttributeError(f"module 'cairnflow' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

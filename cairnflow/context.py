@@ -15,11 +15,14 @@ Example:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
+
+from cairnflow._lazy import lazy_module
+
+logging = lazy_module("logging")  # for the loggers, not for every `import cairnflow`
 
 __all__ = ["context", "get_run_logger", "get_logger", "Context", "RunDates"]
 

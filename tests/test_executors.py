@@ -170,6 +170,54 @@ def test_threads_run_mapped_children_at_the_same_time(memory_store):
     assert [c.result for c in flow_state.result[mapped].map_states] == [2, 4, 6]
 
 
+def test_threads_a_slow_mapped_child_holds_up_only_its_own_thread(memory_store):
+    """The children of a map are taken one at a time by whichever thread is free: the
+    first child waits for all the others to finish, which two threads can only do if
+    the second takes every other child."""
+    others_done = threading.Semaphore(0)
+
+    @task
+    def child(i):
+        if i == 0:
+            for _ in range(9):
+                assert others_done.acquire(timeout=10), "the other children did not run"
+        else:
+            others_done.release()
+        return i
+
+    with Flow("one-slow-child") as flow:
+        mapped = child.map(list(range(10)))
+    executor = executors.LocalDaskExecutor(scheduler="threads", num_workers=2)
+    flow_state = flow.run(store=memory_store, executor=executor)
+    assert [c.result for c in flow_state.result[mapped].map_states] == list(range(10))
+
+
+def test_threads_start_no_more_mapped_children_once_the_run_is_interrupted(memory_store):
+    started = []
+    release = threading.Event()
+
+    @task
+    def child(i):
+        started.append(i)
+        if i == 0:
+            raise KeyboardInterrupt  # as if Ctrl-C: the run stops
+        release.wait(10)  # child 1, on the other thread, is still running then
+        return i
+
+    with Flow("interrupted-map") as flow:
+        child.map(list(range(40)))
+    executor = executors.LocalDaskExecutor(scheduler="threads", num_workers=2)
+    with pytest.raises(KeyboardInterrupt):
+        flow.run(store=memory_store, executor=executor)
+    release.set()
+    crashkit.wait_until(lambda: not any(t.name.startswith("cairnflow_")
+                                        for t in threading.enumerate()),
+                        10, "the executor's threads to end")
+    assert 0 in started and set(started) <= {0, 1}
+    run = memory_store.list_runs()[0]
+    assert run.stored_state == "Cancelled"
+
+
 def test_threads_executor_set_on_the_flow_is_used(memory_store):
     barrier = threading.Barrier(3, timeout=5)
 
@@ -448,3 +496,33 @@ def test_big_values_cross_to_the_worker_processes_and_back(memory_store):
         grown = grow(b"ab" * (3 << 20))  # 6 MiB there, 12 MiB back
     state = flow.run(store=memory_store, executor=_processes())
     assert state.result[grown].result == b"ab" * (6 << 20)
+
+
+def test_threads_commit_each_childs_running_before_its_code_runs(tmp_path):
+    """Group commit on 8 threads: however the commits are shared, a child's code runs
+    only once its Running is in the database, as a second handle on the file reads it."""
+    from cairnflow.context import context
+    from cairnflow.statestore import open_store
+
+    url = f"sqlite:///{tmp_path / 'cairnflow.db'}"
+    reader = open_store(url)
+    seen = {}
+
+    @task
+    def child(i):
+        run_id, slug = context.flow_run_id, context.task_slug
+        [mine] = [t for t in reader.get_task_runs(run_id)
+                  if t.task_slug == slug and t.map_index == i]
+        seen[i] = mine.state
+        return i
+
+    with Flow("durable-threads") as flow:
+        child.map(list(range(200)))
+    store = open_store(url)
+    executor = executors.LocalDaskExecutor(scheduler="threads", num_workers=8)
+    try:
+        assert flow.run(store=store, executor=executor).is_successful()
+    finally:
+        store.close()
+        reader.close()
+    assert seen == {i: "Running" for i in range(200)}

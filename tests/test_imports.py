@@ -33,20 +33,36 @@ with Flow("one") as flow:
 """
 
 
-def _loaded(code: str, tmp_path: Path, *argv: str) -> list[str]:
-    """The top-level packages of HEAVY that ``code`` (run in a new process) imported."""
+def _modules(code: str, tmp_path: Path, *argv: str, site: bool = True) -> set[str]:
+    """Every module in ``sys.modules`` after ``code`` ran in a new process; with
+    ``site=False`` under ``python -S`` (an editable install's finder, which ``site``
+    imports, brings pathlib and urllib.parse into every process)."""
     report = textwrap.dedent(f"""
         import json, sys
         {textwrap.indent(textwrap.dedent(code), "        ").strip()}
-        heavy = {HEAVY!r}
-        print(json.dumps(sorted({{m.split(".")[0] for m in sys.modules}} & set(heavy))))
+        print(json.dumps(sorted(sys.modules)))
     """)
     env = {**os.environ, "CAIRNFLOW_HOME": str(tmp_path / "home")}
     env.pop("CAIRNFLOW_DB_URL", None)
-    done = subprocess.run([sys.executable, "-c", report, *argv], capture_output=True,
+    flags = []
+    if not site:
+        import site as site_module
+
+        import cairnflow
+
+        flags = ["-S"]
+        env["PYTHONPATH"] = os.pathsep.join([
+            os.path.dirname(os.path.dirname(cairnflow.__file__)),
+            *site_module.getsitepackages(), env.get("PYTHONPATH", "")])
+    done = subprocess.run([sys.executable, *flags, "-c", report, *argv], capture_output=True,
                           text=True, env=env, cwd=tmp_path, timeout=60)
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return set(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def _loaded(code: str, tmp_path: Path, *argv: str) -> list[str]:
+    """The top-level packages of HEAVY that ``code`` (run in a new process) imported."""
+    return sorted({m.split(".")[0] for m in _modules(code, tmp_path, *argv)} & set(HEAVY))
 
 
 def test_import_cairnflow_loads_none_of_the_heavy_packages(tmp_path):
@@ -56,6 +72,19 @@ def test_import_cairnflow_loads_none_of_the_heavy_packages(tmp_path):
 def test_defining_a_flow_loads_none_of_them(tmp_path):
     (tmp_path / "one.py").write_text(ONE_TASK_FLOW)
     assert _loaded("import runpy; runpy.run_path('one.py')", tmp_path) == []
+
+
+def test_every_public_name_is_there_after_a_bare_import(tmp_path):
+    code = """
+        import cairnflow
+        names = {n: getattr(cairnflow, n) for n in cairnflow.__all__}
+        from cairnflow import *
+        from cairnflow.core import Flow as CoreFlow
+        from cairnflow.context import Context
+        assert names["Flow"] is Flow is CoreFlow and isinstance(context, Context)
+        assert set(cairnflow.__all__) <= set(dir(cairnflow))
+    """
+    assert "sqlmodel" not in _loaded(code, tmp_path)
 
 
 def test_executors_and_schedules_still_reachable_after_a_bare_import(tmp_path):
@@ -79,6 +108,9 @@ def test_a_run_on_an_existing_store_loads_only_sqlite(tmp_path):
     assert {"sqlmodel", "sqlalchemy"} <= set(first)
     assert _loaded(run, tmp_path, "one.py") == []  # the store exists and is current
     assert len(list((tmp_path / "home").glob("cairnflow.db"))) == 1
+    # nor pathlib and urllib.parse (with ipaddress), for its default store
+    assert _modules(run, tmp_path, "one.py", site=False) & {
+        "pathlib", "urllib.parse", "ipaddress"} == set()
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +132,25 @@ def store_with_runs(tmp_path_factory):
     finally:
         store.close()
     return path
+
+
+# Besides HEAVY, what `runs ls --json` reads the store without: the graph, loggers,
+# pickle, uuid (with platform) and the records of queries and orchestration. pendulum
+# (with dateutil, and tempfile's shutil and random) is still imported: the SQLite
+# store makes a run's times pendulum DateTimes (sqlite_rows.from_ts).
+NOT_FOR_RUNS_LS = {*HEAVY} - {"pendulum"} | {
+    "cairnflow.core", "logging", "pickle", "uuid", "platform",
+    "cairnflow.statestore.orch_records", "cairnflow.statestore.query_records",
+}
+
+
+def test_runs_ls_json_loads_only_what_reading_the_store_needs(store_with_runs, tmp_path):
+    code = """
+        from cairnflow.cli import main
+        sys.argv = ["cairnflow", "runs", "ls", "--json", "--db", sys.argv[1]]
+        main()
+    """
+    assert _modules(code, tmp_path, str(store_with_runs)) & NOT_FOR_RUNS_LS == set()
 
 
 @pytest.mark.parametrize("args", [

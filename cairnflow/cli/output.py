@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime, timezone
@@ -305,6 +304,8 @@ class Table:
     def print(self, max_rows: int | None = None) -> None:
         """Print the table on stdout, fitted to the terminal if stdout is one
         (and to ``max_rows`` rows, the rest counted in a last line)."""
+        import shutil  # with its archive formats: only for a table, not for --json
+
         color = color_enabled()
         width = shutil.get_terminal_size().columns if _stdout_is_terminal() else None
         rows = self.rows

@@ -120,7 +120,7 @@ class DaskExecutor(_PooledExecutor):
                 # runs its code; several per worker thread keep the cluster busy, and
                 # make the batches the dispatcher sends and gathers bigger.
                 workers = max(32, IN_FLIGHT_PER_THREAD * threads)
-                self._threads = ThreadPoolExecutor(workers, thread_name_prefix="cairnflow-dask")
+                self._start_threads(workers, "cairnflow-dask")
                 try:
                     yield
                 except BaseException:

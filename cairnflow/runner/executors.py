@@ -48,6 +48,10 @@ class Executor:
     parallel = False
     """Whether independent task runs may proceed at the same time."""
 
+    concurrency = 1
+    """How many task runs' engine work may proceed at once (a parallel executor's
+    threads, while started)."""
+
     @contextmanager
     def start(self) -> Iterator[None]:
         """Acquire the executor's resources for the duration of a flow run."""
@@ -87,6 +91,11 @@ class _PooledExecutor(Executor):
     """Engine work for each task run goes to a pool of threads of the flow's process."""
 
     _threads: ThreadPoolExecutor | None = None
+
+    def _start_threads(self, count: int, prefix: str) -> ThreadPoolExecutor:
+        self._threads = ThreadPoolExecutor(count, thread_name_prefix=prefix)
+        self.concurrency = count
+        return self._threads
 
     def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
         if self._threads is None:
@@ -130,7 +139,7 @@ class LocalDaskExecutor(_PooledExecutor):
         if not self.parallel:
             yield
             return
-        self._threads = ThreadPoolExecutor(self.num_workers, thread_name_prefix="cairnflow")
+        self._start_threads(self.num_workers, "cairnflow")
         self._code_cache = {}  # each task's code pickled once per run
         try:
             if self.scheduler == "processes":

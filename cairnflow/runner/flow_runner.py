@@ -189,18 +189,23 @@ class FlowRunner:
     def _run_parallel(self, order: tuple[Task, ...]) -> None:
         """Submit each task run as soon as its upstream tasks are done.
 
-        Constant work per finished task run, however many are in flight (a map of
-        10,000 children): finished futures arrive on a queue (not ``wait()`` over
-        every running future), each map counts its children still to finish, and
-        the loop commits what finished only when no queued task run is about to
-        (its ``Running`` commit carries them, grouped with its peers'; a commit
-        per turn of this loop would compete with theirs).
+        A map's children are not submitted one by one: up to the executor's
+        ``concurrency`` lanes each take the next child not yet taken until none is
+        left (``_run_lane``), so a map costs a hand-off between threads per lane,
+        not per child, and a slow child holds up only its own lane.
+
+        Constant work per finished lane or task run, however many are in flight:
+        finished futures arrive on a queue (not ``wait()`` over every running
+        future), each map counts its lanes still running, and the loop commits
+        what finished only when no queued task run is about to (its ``Running``
+        commit carries them, grouped with its peers'; a commit per turn of this
+        loop would compete with theirs).
         """
         waiting = {t: len(self.flow.upstream_tasks(t)) for t in order}
         ready = deque(t for t in order if waiting[t] == 0)
-        running: dict[Future, tuple[Task, int | None]] = {}
+        running: dict[Future, Task] = {}
         children: dict[Task, list[State | None]] = {}
-        unfinished: dict[Task, int] = {}  # per map: children not yet finished
+        lanes: dict[Task, int] = {}  # per map: lanes still running
         finished_queue: SimpleQueue[Future] = SimpleQueue()
         workers = getattr(self.run.executor, "num_workers", None)
 
@@ -225,7 +230,7 @@ class FlowRunner:
                     done(task, self.states[task])
                     continue
                 if not self._is_mapped(task):
-                    running[submit(self._run_single, task)] = (task, None)
+                    running[submit(self._run_single, task)] = task
                     continue
                 plan = self._plan_map(task)
                 if isinstance(plan, State):
@@ -234,30 +239,42 @@ class FlowRunner:
                 if not plan:
                     done(task, _mapped([]))
                     continue
-                children[task] = [None] * len(plan)
-                unfinished[task] = len(plan)
-                for i, (ups, inputs, edges) in enumerate(plan):
-                    future = submit(self.task_runner.run, task, self._slug(task), i, ups, inputs,
-                                    edges)
-                    running[future] = (task, i)
+                states = children[task] = [None] * len(plan)
+                untaken = deque(range(len(plan)))
+                lanes[task] = min(len(plan), self.run.executor.concurrency)
+                for _ in range(lanes[task]):
+                    running[submit(self._run_lane, task, plan, untaken, states)] = task
             if not running:
                 continue
             finished = [finished_queue.get()]
             while not finished_queue.empty():
                 finished.append(finished_queue.get())
             for future in finished:
-                task, index = running.pop(future)
+                task = running.pop(future)
                 state = future.result()  # an engine or store error stops the run here
-                if index is None:
+                if task not in lanes:
                     done(task, state)
                     continue
-                siblings = children[task]
-                siblings[index] = state
-                unfinished[task] -= 1
-                if not unfinished[task]:
-                    done(task, _mapped(siblings))
+                lanes[task] -= 1
+                if not lanes[task]:
+                    del lanes[task]
+                    done(task, _mapped(children.pop(task)))
             if not ready and (workers is None or len(running) <= workers):
                 self.run.recorder.flush()  # nothing new starts: commit what just finished
+
+    def _run_lane(self, task: Task, plan: ChildPlan, untaken: deque[int],
+                  states: list[State | None]) -> None:
+        """Run children of a mapped task, taking the next one not yet taken (from
+        ``untaken``, shared with the map's other lanes; a deque's ``popleft`` is
+        atomic) until none is left or the run has been stopped."""
+        run, slug, recorder = self.task_runner.run, self._slug(task), self.run.recorder
+        while not recorder.stopped:
+            try:
+                index = untaken.popleft()
+            except IndexError:
+                return
+            upstream, inputs, edges = plan[index]
+            states[index] = run(task, slug, index, upstream, inputs, edges)
 
     def _take_given(self, task: Task) -> bool:
         """A finished state given with ``flow.run(task_states=...)`` is the task's

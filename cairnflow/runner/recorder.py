@@ -32,7 +32,11 @@ it is free, else waits to be told of the next commit and returns if that
 carried its transition. (Queueing for the lock just to learn that a peer had
 written it starved such threads: Python's locks are not fair, so the two or
 three threads cycling fastest kept retaking the lock and committed a task or
-two each time, while the others waited.)
+two each time, while the others waited.) A thread that has committed commits
+again, before it tells the waiting threads, while some of them wait with
+transitions that arrived during its commit: woken after the first commit, they
+would only have found their transition unwritten and waited again (twice the
+hand-offs between threads per task).
 
 Fencing: every write names this attempt, and the store refuses it
 (``FencedOutError``) once another process has taken the run over. From then
@@ -161,8 +165,16 @@ class Recorder:
             if self._lock.acquire(blocking=False):
                 try:
                     if self._committed < mine:  # else a peer's commit carried it
-                        self._flush_locked()
+                        self._flush_locked(notify=False)
+                        # Peers that appended while that commit was in flight wait
+                        # for the next: write it now, and wake them once, not twice.
+                        while self._waiting and self._pending:
+                            self._flush_locked(notify=False)
                 finally:
+                    # (unlocked read: a peer that starts waiting after it has
+                    # seen this commit counted, under the lock, before waiting)
+                    if self._waiting:
+                        self._notify_committed()
                     self._lock.release()
                 return
             with self._buffer_lock:
@@ -278,7 +290,11 @@ class Recorder:
         if final is not None and self.on_transition is not None:
             self.on_transition(final)
 
-    def _flush_locked(self) -> None:
+    def _notify_committed(self) -> None:
+        with self._buffer_lock:
+            self._committed_changed.notify_all()
+
+    def _flush_locked(self, notify: bool = True) -> None:
         if self.fenced is not None:
             raise self.fenced
         with self._buffer_lock:
@@ -303,7 +319,7 @@ class Recorder:
             raise
         with self._buffer_lock:
             self._committed = max(self._committed, upto)
-            if self._waiting:  # (notify_all is three Python calls; alone, nobody waits)
+            if notify and self._waiting:  # (notify_all is three Python calls)
                 self._committed_changed.notify_all()
 
     def log_record(self, record: logging.LogRecord) -> None:

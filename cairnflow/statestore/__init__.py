@@ -16,8 +16,7 @@ Example:
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cairnflow.statestore.base import (
     FlowInfo, FlowRunInfo, FlowRunRecord, LogEntry, ResumeData, StateStore, TaskRunInfo,
@@ -25,6 +24,9 @@ from cairnflow.statestore.base import (
 )
 from cairnflow.statestore.postgres_policy import is_postgres_url
 from cairnflow.statestore.sqlite import SQLiteStore, path_from_url
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = [
     "StateStore", "MemoryStore", "SQLiteStore", "open_store", "default_url",
@@ -43,7 +45,17 @@ def __getattr__(name: str) -> Any:
 
 def cairnflow_home() -> Path:
     """``$CAIRNFLOW_HOME``, or ``~/.cairnflow``; not created here."""
-    return Path(os.environ.get("CAIRNFLOW_HOME") or Path.home() / ".cairnflow").expanduser()
+    from pathlib import Path
+
+    return Path(_home_text())
+
+
+def _home_text() -> str:
+    """``cairnflow_home()`` as text, made without pathlib (a run's process needs no
+    pathlib, with urllib.parse and ipaddress, for its default store)."""
+    home = os.environ.get("CAIRNFLOW_HOME") or os.path.join(os.path.expanduser("~"),
+                                                            ".cairnflow")
+    return os.path.expanduser(home)
 
 
 def default_url() -> str:
@@ -83,9 +95,9 @@ def open_store(url: str | None = None, *, readonly: bool = False) -> StateStore:
         return PostgresStore(url, readonly=readonly)
     path = path_from_url(url)
     if not readonly and path != ":memory:" and url == _home_url():
-        cairnflow_home().mkdir(parents=True, exist_ok=True)
+        os.makedirs(_home_text(), exist_ok=True)
     return SQLiteStore(path, readonly=readonly)
 
 
 def _home_url() -> str:
-    return f"sqlite:///{(cairnflow_home() / 'cairnflow.db').absolute()}"
+    return f"sqlite:///{os.path.join(os.path.abspath(_home_text()), 'cairnflow.db')}"

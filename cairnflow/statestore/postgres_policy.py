@@ -29,8 +29,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
-
 from cairnflow.exceptions import StoreError
 
 __all__ = ["SCHEMES", "is_postgres_url", "conninfo_from_url", "display_url", "connect",
@@ -73,6 +71,8 @@ def conninfo_from_url(url: str) -> str:
 
 def display_url(url: str) -> str:
     """The URL with its password hidden, for messages."""
+    from urllib.parse import urlsplit  # (with ipaddress) only for a message
+
     try:
         parts = urlsplit(url)
     except ValueError:

@@ -23,23 +23,30 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cairnflow import states
+from cairnflow._lazy import lazy_module
 from cairnflow.exceptions import AmbiguousRunError, ResultNotFoundError, UnknownRunError
 from cairnflow.statestore import serialize
 from cairnflow.statestore.base import (
-    AgentInfo, FlowInfo, FlowRunInfo, FlowVersionInfo, LogEntry, StateStore, TaskKey,
-    TaskRunInfo, Transition, is_owner_alive, labels_match, split_task_label,
-    task_label as base_task_label,
+    FlowInfo, FlowRunInfo, LogEntry, StateStore, TaskKey, TaskRunInfo, Transition,
+    is_owner_alive, labels_match, split_task_label, task_label as base_task_label,
 )
+
+if TYPE_CHECKING:
+    from cairnflow.statestore.orch_records import AgentInfo, FlowVersionInfo
+    from cairnflow.statestore.query_records import ChildrenSummary, ResumeVerdict, RunDetail
+
+logging = lazy_module("logging")  # for level names: `runs ls` reads no log
+# Records made only where used (a dataclass costs about a millisecond to make).
+records = lazy_module("cairnflow.statestore.query_records")
+_RECORDS = frozenset({"RunDetail", "ResumeVerdict", "ChildrenSummary"})
 
 __all__ = [
     "RunDetail", "ResumeVerdict", "resolve_run_id", "get_run", "list_runs", "run_detail",
@@ -51,6 +58,12 @@ __all__ = [
     "registered_flows", "registered_flow", "flow_version_json", "agents", "agent_json",
     "agent_is_live", "agents_for",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _RECORDS:
+        return getattr(records, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # -- which run -----------------------------------------------------------------------
@@ -163,18 +176,10 @@ def agents_for(store: StateStore, run: FlowRunInfo) -> list[AgentInfo]:
 # -- a run and its task runs -----------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RunDetail:
-    """A run with its task runs as people should see them (see ``presented_tasks``)."""
-
-    run: FlowRunInfo
-    tasks: list[TaskRunInfo]
-
-
 def run_detail(store: StateStore, ref: str) -> RunDetail:
     """The run a reference names, with its presented task runs."""
     info = get_run(store, ref)
-    return RunDetail(info, presented_tasks(info, store.get_task_runs(info.id)))
+    return records.RunDetail(info, presented_tasks(info, store.get_task_runs(info.id)))
 
 
 def presented_tasks(info: FlowRunInfo, tasks: list[TaskRunInfo]) -> list[TaskRunInfo]:
@@ -186,32 +191,20 @@ def presented_tasks(info: FlowRunInfo, tasks: list[TaskRunInfo]) -> list[TaskRun
             if t.state == "Running" else t for t in tasks]
 
 
-@dataclass(frozen=True)
-class ResumeVerdict:
-    """Whether a run can be resumed: ``ok``, else ``reason`` says why, for people.
-
-    ``already_succeeded`` is the one refusal that is not an error: there is
-    nothing left to do.
-    """
-
-    ok: bool
-    reason: str | None = None
-    already_succeeded: bool = False
-
-
 def resume_verdict(info: FlowRunInfo) -> ResumeVerdict:
     """Can ``info`` be resumed now? A live run cannot; a succeeded one needs nothing."""
+    verdict = records.ResumeVerdict
     if info.state == "Running":
-        return ResumeVerdict(False, f"run {info.id} is still running (pid {info.pid} on "
-                                    f"{info.host}): wait for it to end, or stop that "
-                                    "process, before resuming it")
+        return verdict(False, f"run {info.id} is still running (pid {info.pid} on "
+                              f"{info.host}): wait for it to end, or stop that process, "
+                              "before resuming it")
     if info.stored_state == "Success":
-        return ResumeVerdict(False, f"Run {info.id} already succeeded; there is nothing "
-                                    "to resume.", already_succeeded=True)
+        return verdict(False, f"Run {info.id} already succeeded; there is nothing to "
+                              "resume.", already_succeeded=True)
     if info.state in states.QUEUED:
-        return ResumeVerdict(False, f"run {info.id} is {info.state}: it has not run yet, "
-                                    "an agent will start it")
-    return ResumeVerdict(True)
+        return verdict(False, f"run {info.id} is {info.state}: it has not run yet, an "
+                              "agent will start it")
+    return verdict(True)
 
 
 def reused_task_runs(tasks: Sequence[TaskRunInfo]) -> dict[TaskKey, str]:
@@ -381,18 +374,6 @@ def group_mapped(tasks: Sequence[TaskRunInfo]
     return [(parent[0], children) for parent, children in groups.values()]
 
 
-@dataclass(frozen=True)
-class ChildrenSummary:
-    """Many mapped children in one line: counts by state, span, and the unsuccessful."""
-
-    count: int
-    attempts: int
-    by_state: list[tuple[str, int]]  # most frequent first
-    started_at: datetime | None
-    ended_at: datetime | None
-    unsuccessful: list[TaskRunInfo]
-
-
 def summarise_children(children: Sequence[TaskRunInfo]) -> ChildrenSummary:
     """A summary of a mapped task's children, for a collapsed view."""
     counts: dict[str, int] = {}
@@ -400,7 +381,7 @@ def summarise_children(children: Sequence[TaskRunInfo]) -> ChildrenSummary:
         counts[c.state] = counts.get(c.state, 0) + 1
     starts = [c.started_at for c in children if c.started_at is not None]
     ends = [c.ended_at for c in children if c.ended_at is not None]
-    return ChildrenSummary(
+    return records.ChildrenSummary(
         count=len(children), attempts=sum(c.attempts for c in children),
         by_state=sorted(counts.items(), key=lambda kv: -kv[1]),
         started_at=min(starts) if starts else None,

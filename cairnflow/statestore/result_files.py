@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
 from dataclasses import dataclass
-from pathlib import Path
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 from cairnflow._digest import sha256_hex
 from cairnflow.exceptions import ResultLoadError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = ["ResultFiles", "StoredFile"]
 
@@ -40,11 +43,21 @@ class ResultFiles:
         root: the directory, created on first write.
     """
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self._root = os.fspath(root)
+
+    @cached_property
+    def root(self) -> Path:
+        """The directory (pathlib, imported here: a run whose results are all small
+        never needs it)."""
+        from pathlib import Path
+
+        return Path(self._root)
 
     def write(self, run_id: str, data: bytes) -> StoredFile:
         """Write ``data`` to a new file, durably, and return where it is."""
+        import uuid  # (with platform) only for a large result: a read needs neither
+
         run_dir = self._run_dir(run_id)
         self._make_dir(run_dir)
         name = f"{uuid.uuid4().hex}.pkl"

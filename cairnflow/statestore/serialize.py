@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import copyreg
 import io
-import pickle
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from cairnflow._lazy import lazy_module
 from cairnflow.exceptions import ResultLoadError
+
+pickle = lazy_module("pickle")  # a command that only reads the store pickles nothing
 
 SERIALIZER = "cloudpickle"
 PYTHON_VERSION = sys.version.split()[0]  # platform.python_version(), without platform

@@ -24,7 +24,6 @@ import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, TypeVar
 
 from cairnflow.exceptions import (
@@ -132,7 +131,7 @@ class SQLiteStore(OrchestrationSQL, StateStore):
         # A database in memory has no directory to keep large results in.
         self._large = float("inf") if in_memory else large_result_bytes
         self.results = None if in_memory else ResultFiles(
-            Path(self.path).resolve().parent / "results")
+            os.path.join(os.path.dirname(os.path.realpath(self.path)), "results"))
         self._conn = self._guarded("open", None, self._open)
         # The write path's one cursor, used under the lock.
         self._cursor = None if self._conn is None else self._conn.cursor()

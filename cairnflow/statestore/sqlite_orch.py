@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -179,6 +178,8 @@ class OrchestrationSQL:
 
     def record_flow_version(self, version: FlowVersionRecord,
                             upcoming: Sequence[NewFlowRun] = ()) -> tuple[str, bool]:
+        import uuid  # only to register: every command opening a store imports this module
+
         now = ts(rows.utc_now())
         new_id = str(uuid.uuid4())
 

@@ -31,12 +31,10 @@ one place:
 from __future__ import annotations
 
 import os
-import random
 import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
-from urllib.parse import quote
 
 from cairnflow.exceptions import SchemaVersionError, StoreError, StoreLockedError
 
@@ -130,6 +128,17 @@ def bind_none_and_bytes_directly() -> None:
 bind_none_and_bytes_directly()
 
 
+_URI_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~/")
+
+
+def uri_quote(path: str) -> str:
+    """``urllib.parse.quote(path)``: every character but ASCII letters, digits and
+    ``_.-~/`` %-escaped as its UTF-8 bytes; without importing urllib.parse (and
+    ipaddress) into every run's process."""
+    return "".join(c if c in _URI_SAFE else "".join(f"%{b:02X}" for b in c.encode())
+                   for c in path)
+
+
 def connect(path: str, *, readonly: bool,
             busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> sqlite3.Connection:
     """Open ``path`` (or ``:memory:``) with cairnflow's pragmas applied.
@@ -142,9 +151,9 @@ def connect(path: str, *, readonly: bool,
     elif readonly and on_read_only_media(path):
         # A copy on a read-only mount: nothing can write it, and SQLite could not
         # make the WAL's shared-memory file beside it, so open it as immutable.
-        target = f"file:{quote(path)}?mode=ro&immutable=1"
+        target = f"file:{uri_quote(path)}?mode=ro&immutable=1"
     else:
-        target = f"file:{quote(path)}?mode={'ro' if readonly else 'rwc'}"
+        target = f"file:{uri_quote(path)}?mode={'ro' if readonly else 'rwc'}"
     conn = sqlite3.connect(target, uri=True, isolation_level=None,
                            check_same_thread=False, timeout=busy_timeout)
     try:
@@ -211,6 +220,8 @@ def retrying(fn: Callable[..., T], *args: Any, budget: float, where: str) -> T:
                     f"the cairnflow database {where} stayed locked by another process "
                     f"for {budget:g} s ({exc}): wait for it to finish, or stop it"
                 ) from exc
+            import random  # only once the database was found locked
+
             time.sleep(min(remaining, delay * random.uniform(0.5, 1.5)))
             delay = min(delay * 2, 1.0)
 
