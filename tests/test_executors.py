@@ -526,3 +526,33 @@ def test_threads_commit_each_childs_running_before_its_code_runs(tmp_path):
         store.close()
         reader.close()
     assert seen == {i: "Running" for i in range(200)}
+
+
+def test_an_executor_of_ones_own_runs_mapped_children_at_the_same_time(memory_store):
+    """An Executor subclass that sets ``parallel`` and its own ``submit`` (the
+    extension point the base class documents) runs a map's children at once."""
+    from concurrent.futures import ThreadPoolExecutor
+    from contextlib import contextmanager
+
+    class OwnPool(executors.Executor):
+        parallel = True
+
+        @contextmanager
+        def start(self):
+            with ThreadPoolExecutor(4) as self.pool:
+                yield
+
+        def submit(self, fn, *args, **kwargs):
+            return self.pool.submit(fn, *args, **kwargs)
+
+    barrier = threading.Barrier(3, timeout=5)
+
+    @task
+    def meet(i):
+        barrier.wait()
+        return i
+
+    with Flow("own-executor-map") as flow:
+        mapped = meet.map([1, 2, 3])
+    flow_state = flow.run(store=memory_store, executor=OwnPool())
+    assert [c.result for c in flow_state.result[mapped].map_states] == [1, 2, 3]

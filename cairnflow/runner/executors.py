@@ -48,9 +48,10 @@ class Executor:
     parallel = False
     """Whether independent task runs may proceed at the same time."""
 
-    concurrency = 1
-    """How many task runs' engine work may proceed at once (a parallel executor's
-    threads, while started)."""
+    concurrency: int | None = None
+    """How many task runs' engine work may proceed at once (a pooled executor's
+    threads, while started): a map is run by that many lanes, each taking the next
+    child. None: no limit known, so each child is submitted on its own."""
 
     @contextmanager
     def start(self) -> Iterator[None]:

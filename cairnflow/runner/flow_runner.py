@@ -192,7 +192,8 @@ class FlowRunner:
         A map's children are not submitted one by one: up to the executor's
         ``concurrency`` lanes each take the next child not yet taken until none is
         left (``_run_lane``), so a map costs a hand-off between threads per lane,
-        not per child, and a slow child holds up only its own lane.
+        not per child, and a slow child holds up only its own lane. (An executor
+        that does not say how many run at once gets a lane per child.)
 
         Constant work per finished lane or task run, however many are in flight:
         finished futures arrive on a queue (not ``wait()`` over every running
@@ -241,7 +242,7 @@ class FlowRunner:
                     continue
                 states = children[task] = [None] * len(plan)
                 untaken = deque(range(len(plan)))
-                lanes[task] = min(len(plan), self.run.executor.concurrency)
+                lanes[task] = min(len(plan), self.run.executor.concurrency or len(plan))
                 for _ in range(lanes[task]):
                     running[submit(self._run_lane, task, plan, untaken, states)] = task
             if not running:
