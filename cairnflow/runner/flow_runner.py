@@ -208,7 +208,7 @@ class FlowRunner:
         children: dict[Task, list[State | None]] = {}
         lanes: dict[Task, int] = {}  # per map: lanes still running
         finished_queue: SimpleQueue[Future] = SimpleQueue()
-        workers = getattr(self.run.executor, "num_workers", None)
+        workers = self.run.executor.concurrency
 
         def done(task: Task, state: State) -> None:
             self.states[task] = state

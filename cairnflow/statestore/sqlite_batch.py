@@ -75,8 +75,7 @@ def ts(when: datetime, what: str = "timestamp") -> str:
         t = when.timestamp()
         second, prefix = _second_text
         if t // 1 != second or not 0 <= t < _EXACT_SECONDS:
-            return _second_of(when, t) + _MICROS[when.microsecond // 1000] + \
-                _MICROS[when.microsecond % 1000] + "+00:00"
+            prefix = _second_of(when, t)
         us = when.microsecond
         return f"{prefix}{_MICROS[us // 1000]}{_MICROS[us % 1000]}+00:00"
     # Known UTC zones skip utcoffset(), which pendulum computes in Python.
