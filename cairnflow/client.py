@@ -141,10 +141,17 @@ class Client:
         return FlowRunInfoResult(
             id=info.id, flow_id=info.flow_version_id, flow_name=info.flow_name,
             parameters=info.parameters, labels=list(info.labels),
-            scheduled_start_time=info.scheduled_start, state=_state(info.state, info.message),
+            scheduled_start_time=_pendulum(info.scheduled_start), state=_state(info.state, info.message),
             task_runs=[TaskRunInfoResult(task_slug=t.task_slug, map_index=t.map_index,
                                          state=_state(t.state, t.message))
                        for t in detail.tasks])
+
+
+def _pendulum(when: datetime | None) -> datetime | None:
+    """A pendulum DateTime, as Prefect 1's client returned (the query API's are stdlib)."""
+    import pendulum
+
+    return None if when is None else pendulum.instance(when)
 
 
 @dataclass(frozen=True)

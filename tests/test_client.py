@@ -10,6 +10,7 @@ import re
 import textwrap
 from pathlib import Path
 
+import pendulum
 import pytest
 from typer.testing import CliRunner
 
@@ -164,7 +165,8 @@ def test_create_flow_run_asks_for_a_scheduled_run_of_a_registered_flow(tmp_path)
     info = client.get_flow_run_info(run_id)
     assert info.id == run_id and info.flow_id == flow_id and info.flow_name == "greeter"
     assert info.parameters == {"name": "Marvin", "punctuation": "!"}  # the default filled in
-    assert info.labels == ["here"] and info.scheduled_start_time is not None
+    assert info.labels == ["here"]
+    assert isinstance(info.scheduled_start_time, pendulum.DateTime)  # as Prefect 1's
     assert info.state.is_scheduled() and info.state.message == "Run requested"
     assert info.task_runs == []
     other = client.get_flow_run_info(by_name)

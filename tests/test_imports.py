@@ -134,11 +134,10 @@ def store_with_runs(tmp_path_factory):
     return path
 
 
-# Besides HEAVY, what `runs ls --json` reads the store without: the graph, loggers,
-# pickle, uuid (with platform) and the records of queries and orchestration. pendulum
-# (with dateutil, and tempfile's shutil and random) is still imported: the SQLite
-# store makes a run's times pendulum DateTimes (sqlite_rows.from_ts).
-NOT_FOR_RUNS_LS = {*HEAVY} - {"pendulum"} | {
+# Besides HEAVY (pendulum among them: the query API's times are stdlib datetimes),
+# what `runs ls --json` reads the store without: the graph, loggers, pickle, uuid
+# (with platform) and the records of queries and orchestration.
+NOT_FOR_RUNS_LS = {*HEAVY} | {
     "cairnflow.core", "logging", "pickle", "uuid", "platform",
     "cairnflow.statestore.orch_records", "cairnflow.statestore.query_records",
 }

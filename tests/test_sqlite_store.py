@@ -10,6 +10,7 @@ import sys
 import textwrap
 import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pendulum
@@ -87,14 +88,14 @@ def test_durability_env_sets_synchronous(db, monkeypatch, env, expected):
     with_store.close()
 
 
-def test_timestamps_are_stored_as_sortable_utc_text_and_read_as_pendulum(store, db):
+def test_timestamps_are_stored_as_sortable_utc_text_and_read_as_aware_utc_datetimes(store, db):
     paris = pendulum.datetime(2024, 5, 1, 14, 0, 0, 7, tz="Europe/Paris")
     store.record_transitions([Transition("run-1", 1, None, None, None, "Failed", None, paris)])
     [(stored,)] = sql(db, "SELECT ended_at FROM flow_run")
     assert stored == "2024-05-01T12:00:00.000007+00:00"
     ended = store.get_flow_run("run-1").ended_at
-    assert isinstance(ended, pendulum.DateTime) and ended.timezone_name == "UTC"
-    assert ended == paris
+    assert type(ended) is datetime and ended.tzinfo is timezone.utc
+    assert ended == paris and ended.isoformat() == stored
 
 
 def test_retrying_backs_off_until_the_lock_is_gone():

@@ -415,6 +415,24 @@ def test_aware_non_utc_timestamps_mean_the_same_instant(store):
     assert store.get_flow_run("run-1").started_at == T0.add(microseconds=123456)
 
 
+def test_times_read_back_are_aware_datetimes_of_the_instant_recorded(store):
+    paris = pendulum.datetime(2024, 5, 1, 14, 0, 0, tz="Europe/Paris")
+    store.record_flow_run(run_record(at=paris))
+    store.record_transitions([Transition("run-1", 1, "a-1", None, None, state, None, paris)
+                              for state in ("Running", "Success")])
+    store.record_logs([LogEntry("run-1", "a-1", None, paris, 20, "x", "m")])
+    run = store.get_flow_run("run-1")
+    [task_run] = store.get_task_runs("run-1")
+    recorded = [run.created_at, run.started_at, task_run.started_at, task_run.ended_at,
+                *(t.timestamp for t in store.get_history("run-1")),
+                *(e.timestamp for e in store.get_logs("run-1"))]
+    assert recorded == [paris] * len(recorded)  # the same instant, in whatever zone
+    times = [*recorded, run.updated_at]
+    assert all(isinstance(t, datetime) and t.tzinfo is not None for t in times)
+    if not isinstance(store, MemoryStore):  # which keeps the objects it was given
+        assert all(t.utcoffset() == timedelta(0) for t in times)
+
+
 @pytest.mark.parametrize("read", [
     lambda s: s.get_flow_run("nope"), lambda s: s.get_task_runs("nope"),
     lambda s: s.get_history("nope"), lambda s: s.load_result("nope", "a-1"),
