@@ -108,9 +108,11 @@ def test_a_run_on_an_existing_store_loads_only_sqlite(tmp_path):
     assert {"sqlmodel", "sqlalchemy"} <= set(first)
     assert _loaded(run, tmp_path, "one.py") == []  # the store exists and is current
     assert len(list((tmp_path / "home").glob("cairnflow.db"))) == 1
-    # nor pathlib and urllib.parse (with ipaddress), for its default store
+    # nor pathlib and urllib.parse (with ipaddress), for its default store; nor the
+    # records a store reads back, or concurrent.futures, which LocalExecutor never uses
     assert _modules(run, tmp_path, "one.py", site=False) & {
-        "pathlib", "urllib.parse", "ipaddress"} == set()
+        "pathlib", "urllib.parse", "ipaddress", "cairnflow.statestore.read_records",
+        "concurrent.futures", "queue"} == set()
 
 
 @pytest.fixture(scope="module")

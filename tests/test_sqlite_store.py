@@ -296,7 +296,7 @@ def test_a_resume_removes_temporary_result_files_a_killed_attempt_left(store, db
     (run_dir / ".abc.pkl.tmp").write_bytes(b"half a result")
     (run_dir / "kept.pkl").write_bytes(b"a whole one")
     store.record_transitions([tr("Crashed")])
-    store.record_flow_run(FlowRunRecord(**{**record().__dict__, "attempt": 2}))
+    store.record_flow_run(record()._replace(attempt=2))
     assert sorted(p.name for p in run_dir.iterdir()) == ["kept.pkl"]
 
 

@@ -13,7 +13,7 @@ import uuid
 import warnings
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cairnflow._digest import sha256_hex
 from cairnflow.core.flow import Flow
@@ -30,12 +30,14 @@ from cairnflow.states import State, Success
 from cairnflow.statestore import serialize
 from cairnflow.states import INTERRUPTIBLE
 from cairnflow.statestore.base import (
-    FlowRunRecord, ResumeData, StateStore, Transition, check_claim, host_name,
-    process_start_time,
+    FlowRunRecord, StateStore, Transition, check_claim, host_name, process_start_time,
 )
 from cairnflow._lazy import lazy_module
 
 pendulum = lazy_module("pendulum")  # imported on first use: see cairnflow._lazy
+
+if TYPE_CHECKING:
+    from cairnflow.statestore.read_records import ResumeData
 
 __all__ = ["run_flow", "resume_flow", "resume_run", "flow_hash", "load_recorded_flow"]
 

@@ -18,16 +18,17 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     from cairnflow.runner.process_pool import WorkerPool
 
-# multiprocessing, the process pool and cloudpickle (``remote``) are imported by the
-# executors that use them: a flow on LocalExecutor, and ``import cairnflow``, never pay
-# for them.
+# concurrent.futures, multiprocessing, the process pool and cloudpickle (``remote``) are
+# imported by the executors that use them: a flow on LocalExecutor, and ``import
+# cairnflow``, never pay for them.
 
 __all__ = ["Executor", "LocalExecutor", "LocalDaskExecutor", "DaskExecutor", "TaskTimeout"]
 
@@ -60,6 +61,8 @@ class Executor:
 
     def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
         """Run ``fn(*args, **kwargs)`` (engine work for one task run); return a future."""
+        from concurrent.futures import Future
+
         future: Future = Future()
         try:
             future.set_result(fn(*args, **kwargs))
@@ -94,6 +97,8 @@ class _PooledExecutor(Executor):
     _threads: ThreadPoolExecutor | None = None
 
     def _start_threads(self, count: int, prefix: str) -> ThreadPoolExecutor:
+        from concurrent.futures import ThreadPoolExecutor
+
         self._threads = ThreadPoolExecutor(count, thread_name_prefix=prefix)
         self.concurrency = count
         return self._threads

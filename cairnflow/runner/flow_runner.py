@@ -15,9 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sized
 from contextlib import contextmanager
-from concurrent.futures import Future
-from queue import SimpleQueue
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cairnflow.context import (
     DATE_KEYS, RUN_DATES, RunDates, current as current_context, dates_of, enter as enter_context,
@@ -33,10 +31,15 @@ from cairnflow.states import (
     Cancelled, Failed, Mapped, Paused, Pending, Running, Scheduled, Skipped, State, Success,
     entered_at,
 )
-from cairnflow.statestore.base import FlowRunRecord, ResumeData, StateStore, TaskKey, Transition
+from cairnflow.statestore.base import FlowRunRecord, StateStore, TaskKey, Transition
 from cairnflow._lazy import lazy_module
 
 pendulum = lazy_module("pendulum")  # imported on first use: see cairnflow._lazy
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    from cairnflow.statestore.read_records import ResumeData
 
 log = logging.getLogger("cairnflow.flow_runner")
 
@@ -207,6 +210,8 @@ class FlowRunner:
         running: dict[Future, Task] = {}
         children: dict[Task, list[State | None]] = {}
         lanes: dict[Task, int] = {}  # per map: lanes still running
+        from queue import SimpleQueue  # (parallel executors only)
+
         finished_queue: SimpleQueue[Future] = SimpleQueue()
         workers = self.run.executor.concurrency
 

@@ -18,15 +18,14 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from cairnflow.statestore.base import (
-    FlowInfo, FlowRunInfo, FlowRunRecord, LogEntry, ResumeData, StateStore, TaskRunInfo,
-    Transition,
-)
+from cairnflow.statestore.base import FlowRunRecord, LogEntry, StateStore, Transition
 from cairnflow.statestore.postgres_policy import is_postgres_url
 from cairnflow.statestore.sqlite import SQLiteStore, path_from_url
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from cairnflow.statestore.read_records import FlowInfo, FlowRunInfo, ResumeData, TaskRunInfo
 
 __all__ = [
     "StateStore", "MemoryStore", "SQLiteStore", "open_store", "default_url",
@@ -36,10 +35,15 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name == "MemoryStore":  # imported on first use: a run on SQLite never needs it
+    # imported on first use: a run on SQLite never needs them
+    if name == "MemoryStore":
         from cairnflow.statestore.memory import MemoryStore
 
         return MemoryStore
+    if name in ("FlowRunInfo", "TaskRunInfo", "FlowInfo", "ResumeData"):
+        from cairnflow.statestore import read_records
+
+        return getattr(read_records, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

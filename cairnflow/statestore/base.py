@@ -17,7 +17,8 @@ Contract, for every implementation (``tests/test_store_contract.py`` checks it):
   None for a task that is not a mapped child.
 * A task run's ``attempts`` counts its ``Running`` transitions: 2 after one retry.
 * Times are timezone-aware UTC; naive datetimes are refused with ``ValueError``.
-* Reads return plain dataclasses, newest first where a list of runs is returned.
+* Reads return plain records (dataclasses; NamedTuples for history and logs), newest
+  first where a list of runs is returned.
 * All methods are safe to call from several threads of one process.
 * Fencing: only the run's current attempt may write to it. Every write of an
   attempt (``record_transitions``, ``record_logs``, ``heartbeat``) checks, in
@@ -40,18 +41,21 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from cairnflow.statestore.serialize import SerializedResult
 from cairnflow._lazy import lazy_module
 
 pendulum = lazy_module("pendulum")  # imported on first use: see cairnflow._lazy
+
+if TYPE_CHECKING:  # at run time, module __getattr__ below
+    from cairnflow.statestore.read_records import FlowInfo, FlowRunInfo, ResumeData, TaskRunInfo
 
 __all__ = [
     "StateStore", "FlowRunRecord", "Transition", "LogEntry", "TaskRunInfo", "FlowRunInfo",
@@ -62,18 +66,24 @@ __all__ = [
     "labels_match",
 ]
 
-_ORCHESTRATION_RECORDS = frozenset({
-    "FlowVersionRecord", "FlowVersionInfo", "NewFlowRun", "AgentRecord", "AgentInfo"})
+# Records a flow run never makes live in modules of their own, imported on first use
+# (making a dataclass costs about a millisecond): what a store reads back
+# (read_records) and registration's and agents' records (orch_records).
+_LAZY_RECORDS = {
+    **dict.fromkeys(("TaskRunInfo", "FlowRunInfo", "FlowInfo", "ResumeData"),
+                    "cairnflow.statestore.read_records"),
+    **dict.fromkeys(("FlowVersionRecord", "FlowVersionInfo", "NewFlowRun", "AgentRecord",
+                     "AgentInfo"), "cairnflow.statestore.orch_records"),
+}
 
 
 def __getattr__(name: str) -> Any:
-    # Registration's and agents' records live in orch_records: making a dataclass
-    # costs about a millisecond, and a flow run never needs these five.
-    if name in _ORCHESTRATION_RECORDS:
-        from cairnflow.statestore import orch_records
-
-        return getattr(orch_records, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = _LAZY_RECORDS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later reads are plain
+    return value
 
 
 HEARTBEAT_SECONDS = 5.0
@@ -107,8 +117,7 @@ def split_task_label(label: str) -> TaskKey:
 _LABEL = re.compile(r"(.+)\[(\d+)\]")
 
 
-@dataclass(frozen=True)
-class FlowRunRecord:
+class FlowRunRecord(NamedTuple):
     """What the runner records when a flow run starts or resumes.
 
     Attributes:
@@ -127,6 +136,10 @@ class FlowRunRecord:
         process_start: that process's start time (``process_start_time``), which
             tells it from a later process given the same pid; None where the
             platform cannot say.
+
+    Records of what happened (this, ``Transition``, ``LogEntry``) are NamedTuples,
+    immutable as the dataclasses a store reads back are, and made in a run's
+    process for a fraction of a dataclass's cost.
     """
 
     id: str
@@ -163,8 +176,7 @@ class Transition(NamedTuple):
     result: SerializedResult | None = None
 
 
-@dataclass(frozen=True)
-class LogEntry:
+class LogEntry(NamedTuple):
     """One log record emitted through the run logger.
 
     ``attempt`` is the attempt that wrote it: a store refuses the record
@@ -182,87 +194,9 @@ class LogEntry:
     attempt: int | None = None
 
 
-@dataclass(frozen=True)
-class TaskRunInfo:
-    """A task run's current state, as the store knows it.
-
-    ``started_at`` and ``ended_at`` are aware UTC datetimes; a run can have
-    10,000 task runs, so a store may return plain ``datetime`` objects here
-    rather than pendulum's (``pendulum.instance(t.started_at)`` converts one).
-    """
-
-    task_slug: str
-    task_name: str | None
-    map_index: int | None
-    state: str
-    message: str | None
-    attempts: int
-    started_at: datetime | None
-    ended_at: datetime | None
-    has_result: bool
-
-
-@dataclass(frozen=True)
-class FlowRunInfo:
-    """A flow run's current state and metadata.
-
-    ``state`` is the stored state, except that a run stored as Running whose
-    owning process is gone is reported as ``Crashed`` (``stored_state`` keeps
-    what was written).
-    """
-
-    id: str
-    flow_name: str
-    flow_hash: str
-    state: str
-    stored_state: str
-    message: str | None
-    parameters: dict[str, Any]
-    attempt: int
-    source_file: str | None
-    source_variable: str | None
-    pid: int
-    host: str
-    created_at: datetime
-    started_at: datetime
-    ended_at: datetime | None
-    updated_at: datetime
-    process_start: int | None = None
-    flow_version_id: str | None = None
-    labels: tuple[str, ...] = ()
-    scheduled_start: datetime | None = None
-    agent_id: str | None = None
-    cancel_requested: bool = False
-
-
-@dataclass(frozen=True)
-class FlowInfo:
-    """A flow known to the store, with its latest run."""
-
-    name: str
-    runs: int
-    last_run_id: str | None
-    last_state: str | None
-    last_run_at: datetime | None
-
-
 def labels_match(run_labels: Sequence[str], agent_labels: Sequence[str]) -> bool:
     """Prefect 1's rule: an agent may run a run only if it has all the run's labels."""
     return set(run_labels) <= set(agent_labels)
-
-
-@dataclass
-class ResumeData:
-    """Everything resume needs from a stored run.
-
-    ``results`` maps a task run's key to its checkpointed result; a store may
-    fill it lazily (``LazyResults``), so that a caller that only needs the run
-    record (the CLI, before it resumes) loads no result at all.
-    """
-
-    run: FlowRunRecord
-    task_runs: dict[TaskKey, TaskRunInfo] = field(default_factory=dict)
-    results: Mapping[TaskKey, SerializedResult] = field(default_factory=dict)
 
 
 class LazyResults(Mapping):

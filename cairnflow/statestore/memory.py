@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from cairnflow.exceptions import FencedOutError, ResultNotFoundError, UnknownRunError
@@ -95,7 +95,7 @@ class MemoryStore(OrchestrationMemory, StateStore):
                 prior = existing.record
                 check_claim(run.id, run.attempt, prior.attempt, existing.state, prior.pid,
                             prior.host, existing.updated_at, prior.process_start)
-                existing.record = replace(run, flow_blob=run.flow_blob or prior.flow_blob)
+                existing.record = run._replace(flow_blob=run.flow_blob or prior.flow_blob)
                 existing.updated_at = pendulum.now("UTC")
             target = None
             for t in transitions:

@@ -24,7 +24,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cairnflow.exceptions import (
     FencedOutError, ResultNotFoundError, StoreError, UnknownRunError,
@@ -32,8 +32,8 @@ from cairnflow.exceptions import (
 from cairnflow.statestore import sqlite_policy as policy
 from cairnflow.statestore import sqlite_rows as rows
 from cairnflow.statestore.base import (
-    FlowInfo, FlowRunInfo, FlowRunRecord, LazyResults, LogEntry, ResumeData, StateStore,
-    TaskKey, TaskRunInfo, Transition, check_claim, fenced_out_message, require_aware,
+    FlowRunRecord, LazyResults, LogEntry, StateStore, TaskKey, Transition, check_claim,
+    fenced_out_message, require_aware,
 )
 from cairnflow.statestore.result_files import ResultFiles, StoredFile
 from cairnflow.statestore.serialize import SerializedResult
@@ -42,6 +42,13 @@ from cairnflow.statestore.sqlite_batch import (
     NOT_MAPPED, RUN_SHIFT, RunCaches, StaleCache, check_attempts, write_transitions,
 )
 from cairnflow.statestore.sqlite_rows import ts
+
+from cairnflow._lazy import lazy_module
+
+records = lazy_module("cairnflow.statestore.read_records")  # a run reads none back
+
+if TYPE_CHECKING:
+    from cairnflow.statestore.read_records import FlowInfo, FlowRunInfo, ResumeData, TaskRunInfo
 
 __all__ = ["SQLiteStore", "LARGE_RESULT_BYTES", "path_from_url"]
 
@@ -472,7 +479,7 @@ class SQLiteStore(OrchestrationSQL, StateStore):
         # record, reads none.
         results = LazyResults(result_rows,
                               lambda key, row: self._result(run_id, key[0], key[1], row))
-        return ResumeData(run=record, task_runs=task_runs, results=results)
+        return records.ResumeData(run=record, task_runs=task_runs, results=results)
 
     def get_logs(self, run_id: str, task_slug: str | None = None) -> list[LogEntry]:
         return self._read(lambda cur: rows.logs(cur, run_id, task_slug))

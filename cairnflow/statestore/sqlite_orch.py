@@ -27,7 +27,7 @@ from cairnflow import states
 from cairnflow.exceptions import RunStillAliveError, UnknownFlowError, UnknownRunError
 from cairnflow.statestore import sqlite_rows as rows
 from cairnflow._lazy import lazy_module
-from cairnflow.statestore.base import FlowRunInfo, Transition, is_owner_alive, labels_match
+from cairnflow.statestore.base import Transition, is_owner_alive, labels_match
 from cairnflow.statestore.serialize import SerializedResult
 from cairnflow.statestore.sqlite_batch import run_range, ts
 
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from cairnflow.statestore.orch_records import (
         AgentInfo, AgentRecord, FlowVersionInfo, FlowVersionRecord, NewFlowRun,
     )
+    from cairnflow.statestore.read_records import FlowRunInfo
 
 # made when a registration or agent method is first used (see orch_records)
 records = lazy_module("cairnflow.statestore.orch_records")

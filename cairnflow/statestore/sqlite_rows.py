@@ -15,16 +15,19 @@ import json
 import sqlite3
 from datetime import datetime, timezone
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cairnflow.exceptions import UnknownRunError
 from cairnflow import states
-from cairnflow.statestore.base import (
-    FlowInfo, FlowRunInfo, FlowRunRecord, LogEntry, TaskRunInfo, Transition,
-    is_owner_alive,
-)
+from cairnflow.statestore.base import FlowRunRecord, LogEntry, Transition, is_owner_alive
 from cairnflow.statestore.serialize import SerializedResult
 from cairnflow.statestore.sqlite_batch import NOT_MAPPED, run_range, ts
+from cairnflow._lazy import lazy_module
+
+records = lazy_module("cairnflow.statestore.read_records")  # a run reads none back
+
+if TYPE_CHECKING:
+    from cairnflow.statestore.read_records import FlowInfo, FlowRunInfo, TaskRunInfo
 
 # -- values ---------------------------------------------------------------------
 
@@ -135,7 +138,7 @@ def _run_info(row: tuple, now: datetime) -> FlowRunInfo:
     (run_id, flow_name, flow_hash, state, message, parameters, attempt, source_file,
      source_variable, pid, host, created_at, started_at, ended_at, updated_at,
      process_start, version_id, labels, scheduled_start, agent_id, cancel_requested_at) = row
-    return FlowRunInfo(
+    return records.FlowRunInfo(
         id=run_id, flow_name=flow_name, flow_hash=flow_hash,
         state=reported_state(state, pid, host, updated_at, now, process_start),
         stored_state=state,
@@ -250,7 +253,7 @@ def flows(cur: sqlite3.Cursor | None) -> list[FlowInfo]:
         "ON c.flow_id = f.id JOIN flow_run r ON r.pk = (SELECT l.pk FROM flow_run l "
         "WHERE l.flow_id = f.id ORDER BY l.created_at DESC, l.pk DESC LIMIT 1) "
         "ORDER BY f.name").fetchall()
-    return [FlowInfo(name=name, runs=count, last_run_id=run_id,
+    return [records.FlowInfo(name=name, runs=count, last_run_id=run_id,
                      last_state=reported_state(state, pid, host, updated, now, started),
                      last_run_at=from_ts(created))
             for name, count, run_id, state, pid, host, updated, started, created in found]
@@ -284,7 +287,7 @@ RESULT_SQL = ("SELECT x.serializer, x.python_version, x.cloudpickle_version, x.d
 def task_run_info(row: tuple) -> TaskRunInfo:
     """A row of ``TASK_RUNS_SQL`` (or the first nine columns of ``RESUME_SQL``)."""
     slug, name, map_index, state, message, attempts, started, ended, has_result = row
-    return TaskRunInfo(
+    return records.TaskRunInfo(
         task_slug=slug, task_name=name, map_index=_map_index(map_index), state=state,
         message=message, attempts=attempts, started_at=from_ts(started),
         ended_at=from_ts(ended), has_result=bool(has_result),
