@@ -195,13 +195,15 @@ class WorkerPool:
         worker = self._take()
         try:
             try:
-                worker.conn.send_bytes(payload)
-            except OSError:  # it died while idle: the code never reached it; another
+                reply = _exchange(worker.conn, payload, timeout)
+            except (BrokenPipeError, ConnectionResetError):
+                # It died while idle: the payload was refused, or left unread (a
+                # reset; a worker that read it and died gives EOF). Its code never
+                # ran, so another worker runs it.
                 self._replace(worker)
                 worker = self._take()
-                worker.conn.send_bytes(payload)
-            if timeout is None or worker.conn.poll(timeout):
-                reply = worker.conn.recv_bytes()
+                reply = _exchange(worker.conn, payload, timeout)
+            if reply is not None:
                 self._idle.put(worker)
                 return reply
         except (EOFError, OSError):
@@ -260,6 +262,19 @@ class WorkerPool:
             worker.conn.close()
         for worker in idle:
             worker.reap()
+
+
+def _exchange(conn: _Channel, payload: bytes, timeout: float | None) -> bytes | None:
+    """Send ``payload`` and read the reply; None past ``timeout`` seconds.
+
+    A worker killed while idle may look dead (a zombie) before the kernel closes
+    its end of the pipe, which then accepts the payload: the read of the reply
+    is reset, not ended, since the payload is still unread.
+    """
+    conn.send_bytes(payload)
+    if timeout is None or conn.poll(timeout):
+        return conn.recv_bytes()
+    return None
 
 
 def _serve(sock: socket.socket, parent_pid: int, target: Any) -> None:
