@@ -141,7 +141,8 @@ class Client:
         return FlowRunInfoResult(
             id=info.id, flow_id=info.flow_version_id, flow_name=info.flow_name,
             parameters=info.parameters, labels=list(info.labels),
-            scheduled_start_time=_pendulum(info.scheduled_start), state=_state(info.state, info.message),
+            scheduled_start_time=_pendulum(info.scheduled_start),
+            state=_state(info.state, info.message),
             task_runs=[TaskRunInfoResult(task_slug=t.task_slug, map_index=t.map_index,
                                          state=_state(t.state, t.message))
                        for t in detail.tasks])

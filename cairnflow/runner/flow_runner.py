@@ -205,13 +205,13 @@ class FlowRunner:
         commit carries them, grouped with its peers'; a commit per turn of this
         loop would compete with theirs).
         """
+        from queue import SimpleQueue  # here: a run on LocalExecutor never needs it
+
         waiting = {t: len(self.flow.upstream_tasks(t)) for t in order}
         ready = deque(t for t in order if waiting[t] == 0)
         running: dict[Future, Task] = {}
         children: dict[Task, list[State | None]] = {}
         lanes: dict[Task, int] = {}  # per map: lanes still running
-        from queue import SimpleQueue  # (parallel executors only)
-
         finished_queue: SimpleQueue[Future] = SimpleQueue()
         workers = self.run.executor.concurrency
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from cairnflow.statestore import base
 from cairnflow.statestore.base import FlowRunRecord, LogEntry, StateStore, Transition
 from cairnflow.statestore.postgres_policy import is_postgres_url
 from cairnflow.statestore.sqlite import SQLiteStore, path_from_url
@@ -40,10 +41,8 @@ def __getattr__(name: str) -> Any:
         from cairnflow.statestore.memory import MemoryStore
 
         return MemoryStore
-    if name in ("FlowRunInfo", "TaskRunInfo", "FlowInfo", "ResumeData"):
-        from cairnflow.statestore import read_records
-
-        return getattr(read_records, name)
+    if name in base.READ_RECORDS:
+        return getattr(base, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

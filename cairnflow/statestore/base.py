@@ -68,10 +68,11 @@ __all__ = [
 
 # Records a flow run never makes live in modules of their own, imported on first use
 # (making a dataclass costs about a millisecond): what a store reads back
-# (read_records) and registration's and agents' records (orch_records).
+# (read_records; the package statestore names them too) and registration's and
+# agents' records (orch_records).
+READ_RECORDS = ("TaskRunInfo", "FlowRunInfo", "FlowInfo", "ResumeData")
 _LAZY_RECORDS = {
-    **dict.fromkeys(("TaskRunInfo", "FlowRunInfo", "FlowInfo", "ResumeData"),
-                    "cairnflow.statestore.read_records"),
+    **dict.fromkeys(READ_RECORDS, "cairnflow.statestore.read_records"),
     **dict.fromkeys(("FlowVersionRecord", "FlowVersionInfo", "NewFlowRun", "AgentRecord",
                      "AgentInfo"), "cairnflow.statestore.orch_records"),
 }
