@@ -247,7 +247,7 @@ class FlowRunner:
                     continue
                 states = children[task] = [None] * len(plan)
                 untaken = deque(range(len(plan)))
-                lanes[task] = min(len(plan), self.run.executor.concurrency or len(plan))
+                lanes[task] = min(len(plan), workers or len(plan))
                 for _ in range(lanes[task]):
                     running[submit(self._run_lane, task, plan, untaken, states)] = task
             if not running:

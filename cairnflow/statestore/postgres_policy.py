@@ -29,6 +29,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from typing import Any
+
 from cairnflow.exceptions import StoreError
 
 __all__ = ["SCHEMES", "is_postgres_url", "conninfo_from_url", "display_url", "connect",

@@ -43,10 +43,6 @@ from cairnflow.statestore.sqlite_batch import (
 )
 from cairnflow.statestore.sqlite_rows import ts
 
-from cairnflow._lazy import lazy_module
-
-records = lazy_module("cairnflow.statestore.read_records")  # a run reads none back
-
 if TYPE_CHECKING:
     from cairnflow.statestore.read_records import FlowInfo, FlowRunInfo, ResumeData, TaskRunInfo
 
@@ -479,7 +475,7 @@ class SQLiteStore(OrchestrationSQL, StateStore):
         # record, reads none.
         results = LazyResults(result_rows,
                               lambda key, row: self._result(run_id, key[0], key[1], row))
-        return records.ResumeData(run=record, task_runs=task_runs, results=results)
+        return rows.records.ResumeData(run=record, task_runs=task_runs, results=results)
 
     def get_logs(self, run_id: str, task_slug: str | None = None) -> list[LogEntry]:
         return self._read(lambda cur: rows.logs(cur, run_id, task_slug))

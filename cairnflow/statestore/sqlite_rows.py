@@ -254,8 +254,8 @@ def flows(cur: sqlite3.Cursor | None) -> list[FlowInfo]:
         "WHERE l.flow_id = f.id ORDER BY l.created_at DESC, l.pk DESC LIMIT 1) "
         "ORDER BY f.name").fetchall()
     return [records.FlowInfo(name=name, runs=count, last_run_id=run_id,
-                     last_state=reported_state(state, pid, host, updated, now, started),
-                     last_run_at=from_ts(created))
+                             last_state=reported_state(state, pid, host, updated, now, started),
+                             last_run_at=from_ts(created))
             for name, count, run_id, state, pid, host, updated, started, created in found]
 
 
