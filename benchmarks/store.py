@@ -12,6 +12,8 @@ skewed by the machine being slower for one row than for the floor.
 * cairnflow, durable, per task: a 10,000-task chain and a map of 10,000
   children (with synchronous=NORMAL, the default, and with
   CAIRNFLOW_DURABILITY=full), and transitions committed per second;
+* WAL pages per commit of the chain and the map: the pages each commit writes
+  (counted in the WAL, which is not checkpointed during that run);
 * resume: the time from ``resume_run`` to the first re-executed task, for a
   10,000-task chain that failed at its last task;
 * peak memory (max RSS) of a run of a 100,000-child map;
@@ -42,6 +44,7 @@ import os
 import pickle
 import resource
 import sqlite3
+import struct
 import subprocess
 import sys
 import tempfile
@@ -188,6 +191,40 @@ def cairnflow_run(shape: str, n: int, directory: str, url: str | None = None) ->
             "cpu_us_per_task": cpu / n * 1e6}
 
 
+def wal_pages(shape: str, n: int, directory: str) -> dict:
+    """WAL pages written per commit by one durable run: every frame it appends,
+    over the commit frames among them (the WAL is not checkpointed meanwhile)."""
+    import logging
+
+    from cairnflow.statestore import open_store, sqlite_policy
+
+    logging.getLogger("cairnflow").setLevel(logging.WARNING)
+    sqlite_policy.WAL_CHECKPOINT_BYTES = 1 << 40  # keep every frame to count it
+    path = os.path.join(directory, "cairnflow.db")
+    store = open_store(f"sqlite:///{path}")
+    assert _flow("chain", 2).run(store=store).is_successful()
+    frames_before, commits_before, _ = _wal_frames(path + "-wal")
+    assert _flow(shape, n).run(store=store).is_successful()
+    frames, commits, page_size = _wal_frames(path + "-wal")
+    return {"pages_per_commit": (frames - frames_before) / (commits - commits_before),
+            "commits": commits - commits_before, "page_size": page_size}
+
+
+def _wal_frames(path: str) -> tuple[int, int, int]:
+    """Frames, commit frames and the page size of a WAL file (SQLite's WAL format: a 32-byte header,
+    then frames of a 24-byte header and a page; a commit frame's header holds the
+    database size, other frames hold 0; frames of an earlier pass have old salts)."""
+    frames = commits = 0
+    with open(path, "rb") as wal:
+        header = wal.read(32)
+        page_size, salts = struct.unpack(">I", header[8:12])[0], header[16:24]
+        while len(frame := wal.read(24)) == 24 and frame[8:16] == salts:
+            frames += 1
+            commits += frame[4:8] != bytes(4)
+            wal.seek(page_size, os.SEEK_CUR)
+    return frames, commits, page_size
+
+
 def resume_latency(n: int, directory: str) -> dict:
     """Time from resume_run() to the first re-executed task (the failed last one)."""
     import logging
@@ -217,7 +254,7 @@ def map_memory(n: int, directory: str) -> dict:
     return {**result, "max_rss_mib": rss_kib / 1024}
 
 
-MEASURES = {"raw": raw_floor, "run": cairnflow_run, "resume": resume_latency,
+MEASURES = {"raw": raw_floor, "run": cairnflow_run, "pages": wal_pages, "resume": resume_latency,
             "memory": map_memory, "pg-raw": pg_raw_floor, "pg-run": pg_run}
 
 
@@ -338,6 +375,9 @@ def main() -> None:
                       f"{row['us_per_task'] / before['us_per_task']:>6.2f}x  "
                       f"({row['transitions'] // n} vs {before['transitions'] // n} "
                       "transitions per task)")
+    pages = {shape: _in_subprocess("pages", shape, str(n)) for shape in ("chain", "map")}
+    print(f"\nWAL pages ({pages['chain']['page_size']} bytes) per commit: "
+          + ", ".join(f"{shape} {row['pages_per_commit']:.2f}" for shape, row in pages.items()))
     if args.durable_only:
         return
     resumed = _in_subprocess("resume", str(n))

@@ -617,6 +617,60 @@ def test_several_processes_write_to_one_new_database_at_once(tmp_path):
     assert len(opener.get_logs("shared")) == writers * tasks
 
 
+# -- the write path ---------------------------------------------------------------------
+
+
+def wal_commits(wal: Path) -> tuple[int, int]:
+    """(frames, commit frames) in a WAL file: a 32-byte header, then frames of a 24-byte
+    header and a page; a commit frame's header holds the database size (else 0), and
+    frames of an earlier pass through the file have older salts."""
+    data = wal.read_bytes()
+    page_size, salts = int.from_bytes(data[8:12], "big"), data[16:24]
+    frames = commits = 0
+    for at in range(32, len(data) - 23, 24 + page_size):
+        if data[at + 8:at + 16] != salts:
+            break
+        frames += 1
+        commits += data[at + 4:at + 8] != bytes(4)
+    return frames, commits
+
+
+@pytest.mark.parametrize("shape", ["chain", "map"])
+def test_pending_rows_are_written_at_their_final_size_so_task_commits_split_no_page(
+        tmp_path, monkeypatch, shape):
+    """A task's commit updates its task run's row, Pending to Running to Success. A row
+    that grows splits its page now and then, and a flow run's row that grows is rewritten
+    with its flow blob. Written at their final size, this chain's commits write 3.65
+    pages each and this map's 3.49; rows that grew wrote 3.98 and 3.69 (SQLite 3.40's
+    counts: deterministic, and benchmarks/store.py prints them for 10,000 tasks)."""
+    from cairnflow import Flow, task
+
+    monkeypatch.setattr(policy, "WAL_CHECKPOINT_BYTES", 1 << 40)  # every frame stays to count
+
+    @task
+    def inc(x):
+        return x + 1
+
+    with Flow(f"pages-{shape}") as flow:
+        if shape == "chain":
+            value = 0
+            for _ in range(400):
+                value = inc(value)
+        else:
+            inc.map(list(range(400)))
+    store = SQLiteStore(tmp_path / "pages.db")
+    wal = tmp_path / "pages.db-wal"
+    try:
+        assert flow.run(store=store).is_successful()  # the schema and a first run
+        frames_before, commits_before = wal_commits(wal)
+        assert flow.run(store=store).is_successful()
+        frames, commits = wal_commits(wal)
+    finally:
+        store.close()
+    assert commits - commits_before >= 400
+    assert (frames - frames_before) / (commits - commits_before) < {"chain": 3.8, "map": 3.6}[shape]
+
+
 # -- queries stay indexed ----------------------------------------------------------------
 
 

@@ -179,7 +179,7 @@ class PostgresStore(OrchestrationPG, StateStore):
 
     def record_flow_run(self, run: FlowRunRecord,
                         transitions: Sequence[Transition] = ()) -> None:
-        values = rows.flow_run_values(run, now=ts(pendulum.now("UTC")))
+        values = rows.flow_run_values(run, ts(pendulum.now("UTC")), transitions)
         caches = self._runs
 
         def start(cur: Cursor) -> None:

@@ -233,7 +233,7 @@ class SQLiteStore(OrchestrationSQL, StateStore):
 
     def record_flow_run(self, run: FlowRunRecord,
                         transitions: Sequence[Transition] = ()) -> None:
-        values = rows.flow_run_values(run, now=ts(datetime.now(timezone.utc)))
+        values = rows.flow_run_values(run, ts(datetime.now(timezone.utc)), transitions)
         caches = self._runs
 
         def start(cur: sqlite3.Cursor) -> None:

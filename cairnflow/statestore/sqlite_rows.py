@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -83,12 +84,12 @@ def _blob(data: bytes | None, serializer: str | None, python_version: str | None
 
 _BLOB_COLUMNS = ("blob", "serializer", "python_version", "cloudpickle_version")
 _RUN_COLUMNS = (
-    "id", "flow_id", "flow_hash", "state", "parameters",
+    "id", "flow_id", "flow_hash", "state", "message", "parameters",
     *(f"parameters_{c}" for c in _BLOB_COLUMNS), "source_file", "source_variable",
     *(f"flow_{c}" for c in _BLOB_COLUMNS), "attempt", "pid", "host", "process_start",
     "created_at", "started_at", "updated_at",
 )
-_KEPT_ON_NEW_ATTEMPT = ("id", "state", "created_at")
+_KEPT_ON_NEW_ATTEMPT = ("id", "state", "message", "created_at")
 
 
 def _blob_values(prefix: str, blob: SerializedResult | None) -> dict[str, Any]:
@@ -97,11 +98,21 @@ def _blob_values(prefix: str, blob: SerializedResult | None) -> dict[str, Any]:
     return {f"{prefix}_{c}": v for c, v in zip(_BLOB_COLUMNS, values)}
 
 
-def flow_run_values(run: FlowRunRecord, now: str) -> dict[str, Any]:
-    """Named parameters for ``upsert_flow_run_sql`` (``flow_id`` still to fill in)."""
+def flow_run_values(run: FlowRunRecord, now: str,
+                    transitions: Sequence[Transition] = ()) -> dict[str, Any]:
+    """Named parameters for ``upsert_flow_run_sql`` (``flow_id`` still to fill in).
+
+    A new run's row is written in the attempt's first state (the first of
+    ``transitions`` of the flow run itself), so that the batch's update of it
+    leaves the row its size: SQLite then updates it in place, where a row that
+    grows is rewritten, its flow blob with it.
+    """
     started = ts(run.started_at, "started_at")
+    state, message = next(((t.state, t.message) for t in transitions
+                           if t.task_slug is None and t.attempt == run.attempt), ("Running", None))
     return {
-        "id": run.id, "flow_id": None, "flow_hash": run.flow_hash, "state": "Running",
+        "id": run.id, "flow_id": None, "flow_hash": run.flow_hash,
+        "state": state, "message": message,
         "parameters": json.dumps(run.parameters, default=repr),
         **_blob_values("parameters", run.parameters_blob),
         "source_file": run.source_file, "source_variable": run.source_variable,
