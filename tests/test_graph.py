@@ -341,6 +341,16 @@ def test_sorted_tasks_puts_every_task_after_its_upstream_tasks():
         assert order.index(edge.upstream_task) < order.index(edge.downstream_task)
 
 
+def test_sorted_tasks_counts_a_task_that_feeds_two_arguments_once():
+    flow = Flow("f")
+    a, b, c, d = (add.copy(name=n) for n in "abcd")
+    flow.add_edge(a, b, key="x")
+    flow.add_edge(a, b, key="y")  # b waits for one task, by two edges
+    flow.add_edge(b, c, key="x")
+    flow.add_task(d)
+    assert flow.sorted_tasks() == (a, d, b, c)  # breadth first, ties in the order added
+
+
 def test_sorted_tasks_from_root_tasks_keeps_only_what_they_reach(diamond):
     flow, p, top, left, right, bottom = diamond
     assert set(flow.sorted_tasks(root_tasks=[right])) == {right, bottom}

@@ -343,10 +343,18 @@ class Flow:
         return self._sorted
 
     def _toposort(self) -> tuple[Task, ...]:
-        waiting = {t: len({e.upstream_task for e in self._upstream[t]}) for t in self._tasks}
+        # Most tasks have one edge or none, which need no set to be counted once (sets
+        # and generators were two thirds of the sort's time on a 10,000-task chain).
+        waiting: dict[Task, int] = {}
+        for t in self._tasks:
+            edges = self._upstream[t]
+            waiting[t] = len(edges) if len(edges) < 2 else len({e.upstream_task for e in edges})
         order: list[Task] = [t for t, n in waiting.items() if n == 0]
         for task in order:  # grows while iterating: a breadth-first Kahn's algorithm
-            for downstream in dict.fromkeys(e.downstream_task for e in self._downstream[task]):
+            edges = self._downstream[task]
+            targets = ((edges[0].downstream_task,) if len(edges) == 1
+                       else dict.fromkeys(e.downstream_task for e in edges))
+            for downstream in targets:
                 waiting[downstream] -= 1
                 if waiting[downstream] == 0:
                     order.append(downstream)
