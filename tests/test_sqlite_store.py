@@ -499,6 +499,19 @@ def test_two_store_objects_share_task_runs(store, db):
         "Running", "Retrying", "Running", "Success", "Success"]
 
 
+def test_a_map_expanded_after_another_store_wrote_the_run_is_written_afresh(store, db):
+    # Its children's first Pending take the ids next in this store's cache: taken by
+    # the other store's rows, so the batch is retried with the run read again.
+    store.record_transitions([tr("Running", "a-1")])
+    SQLiteStore(db).record_transitions([tr("Running", "b-1"), tr("Pending", "c-1")])
+    store.record_transitions([tr("Mapped", "m-1")] + [
+        tr("Pending", "m-1", map_index=i) for i in range(500)])
+    assert [(t.task_slug, t.map_index, t.state) for t in store.get_history("run-1")] == [
+        ("a-1", None, "Running"), ("b-1", None, "Running"), ("c-1", None, "Pending"),
+        ("m-1", None, "Mapped"), *(("m-1", i, "Pending") for i in range(500))]
+    assert len(store.get_task_runs("run-1")) == 504
+
+
 def test_writing_to_a_run_deleted_elsewhere_is_unknown_run_error(store, db):
     store.record_transitions([tr("Running", "a-1")])
     SQLiteStore(db).delete_runs(["run-1"])

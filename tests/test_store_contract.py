@@ -239,6 +239,36 @@ def test_a_maps_children_start_pending_with_its_expansion_all_or_nothing(store):
         "Pending", "Running"]
 
 
+def test_new_task_runs_first_pending_mixed_with_other_rows_are_each_kept_as_given(store):
+    # The SQL stores write a batch's new task runs' first Pending of one time and
+    # message by a shorter path than other rows: the batch must read back the same.
+    started(store)
+    store.record_transitions([tr("Running", "a-1"), tr("Success", "a-1", result=dump(1))])
+    at = T0.add(seconds=1)
+    batch = [
+        tr("Mapped", "m-1", at=at),
+        *(tr("Pending", "m-1", map_index=i, at=at, message="waits") for i in range(300)),
+        tr("Pending", "b-1", at=at, message="another message"),
+        tr("Pending", "a-1", at=at, message="waits"),  # not a new task run
+        tr("Pending", "c-1", at=at.add(seconds=1), message="waits"),  # another time
+        tr("Running", "m-1", map_index=0, at=at.add(seconds=1)),  # one of them, at once
+        tr("Pending", "m-1", map_index=300, at=at, message="waits"),
+    ]
+    store.record_transitions(batch)
+    assert store.get_history("run-1")[3:] == batch
+    runs = store.get_task_runs("run-1")
+    assert [(t.task_slug, t.map_index) for t in runs] == [
+        ("a-1", None), ("m-1", None), *(("m-1", i) for i in range(300)), ("b-1", None),
+        ("c-1", None), ("m-1", 300)]
+    states = {(t.task_slug, t.map_index): (t.state, t.message, t.attempts, t.started_at)
+              for t in runs}
+    assert states["m-1", 0] == ("Running", None, 1, at.add(seconds=1))
+    assert {states["m-1", i] for i in range(1, 301)} == {("Pending", "waits", 0, None)}
+    assert states["b-1", None] == ("Pending", "another message", 0, None)
+    assert states["a-1", None][:3] == ("Pending", "waits", 1)
+    assert states["c-1", None] == ("Pending", "waits", 0, None)
+
+
 def test_a_fenced_out_attempt_cannot_expand_a_map(store, dead_pid):
     from cairnflow.exceptions import FencedOutError
 
@@ -250,6 +280,8 @@ def test_a_fenced_out_attempt_cannot_expand_a_map(store, dead_pid):
     with pytest.raises(FencedOutError):  # attempt 1 lost its claim: none of it is stored
         store.record_transitions([tr("Mapped", "sq-1", seconds=61)] + [
             tr("Pending", "sq-1", map_index=i, seconds=61) for i in range(500)])
+    with pytest.raises(FencedOutError):  # nor a batch of new task runs' first Pending only
+        store.record_transitions([tr("Pending", f"new-{i}", seconds=61) for i in range(20)])
     assert store.get_history("run-1") == history
     assert [(t.task_slug, t.map_index, t.state) for t in store.get_task_runs("run-1")] == [
         ("sq-1", None, "Pending")]

@@ -158,16 +158,17 @@ def execute_plan(conn: Any, plan: BatchPlan, transitions: Sequence[Transition],
     from psycopg import errors
 
     cur = conn.cursor()
+    history_rows, task_rows = plan.expanded()
     histories = []
     statements = _INSERT_HISTORY if fenced else _INSERT_CLAIM_HISTORY
     try:
         with conn.pipeline():
-            for n, part in _chunks(plan.history, 6):
+            for n, part in _chunks(history_rows, 6):
                 history = conn.cursor()  # one per statement: each keeps its rowcount
                 history.execute(statements[n], part)
                 histories.append(history)
-            if plan.task_rows:
-                for n, part in _chunks(_folded_task_rows(plan.task_rows), 9):
+            if task_rows:
+                for n, part in _chunks(_folded_task_rows(task_rows), 9):
                     cur.execute(_UPSERT_TASKS[n], part)
             if plan.deletes:
                 cur.execute(_DELETE_RESULTS, (plan.deletes,))
