@@ -66,10 +66,12 @@ from cairnflow.statestore.serialize import SerializedResult
 
 log = logging.getLogger("cairnflow.engine")
 
-PENDING_MESSAGE = "Not started yet: the flow run has not reached it, or it waits for its upstream tasks."
+PENDING_MESSAGE = ("Not started yet: the flow run has not reached it, "
+                   "or it waits for its upstream tasks.")
 """The first ``Pending`` of a task run the flow run knew of when it started."""
 
-PENDING_CHILD_MESSAGE = "Not started yet: created when its map expanded; it waits for the executor to take it."
+PENDING_CHILD_MESSAGE = ("Not started yet: created when its map expanded; "
+                         "it waits for the executor to take it.")
 """The first ``Pending`` of a mapped child.
 
 (Both say something true in 85 characters, what a task run's ``Success`` row

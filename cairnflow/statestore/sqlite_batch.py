@@ -492,13 +492,13 @@ def execute_plan(cur: sqlite3.Cursor, plan: BatchPlan, transitions: Sequence[Tra
                  fenced: bool = True) -> list[str]:
     """Write a planned batch with SQLite; the result files it replaced."""
     history, task_rows, fresh, fresh_as = plan.history, plan.task_rows, plan.fresh, plan.fresh_as
-    i = len(history) // 6
+    rows = len(history) // 6
     statements = _INSERT_HISTORY if fenced else _INSERT_CLAIM_HISTORY
     try:
-        if i > MULTI_ROW_MAX:
+        if rows > MULTI_ROW_MAX:
             stored = _execute_chunks(cur, statements, history, 6)
-        elif i:
-            cur.execute(statements[i], history)
+        elif rows:
+            cur.execute(statements[rows], history)
             stored = cur.rowcount
         else:
             stored = 0
