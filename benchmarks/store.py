@@ -211,9 +211,10 @@ def wal_pages(shape: str, n: int, directory: str) -> dict:
 
 
 def _wal_frames(path: str) -> tuple[int, int, int]:
-    """Frames, commit frames and the page size of a WAL file (SQLite's WAL format: a 32-byte header,
-    then frames of a 24-byte header and a page; a commit frame's header holds the
-    database size, other frames hold 0; frames of an earlier pass have old salts)."""
+    """Frames, commit frames and the page size of a WAL file (SQLite's WAL format: a
+    32-byte header, then frames of a 24-byte header and a page; a commit frame's
+    header holds the database size, other frames 0; frames of an earlier pass
+    through the file have older salts)."""
     frames = commits = 0
     with open(path, "rb") as wal:
         header = wal.read(32)
