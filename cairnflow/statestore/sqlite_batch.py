@@ -404,7 +404,6 @@ def plan_transitions(cur: object, caches: RunCaches, transitions: Sequence[Trans
     deletes: list[int] | None = None
     flows: list[tuple] | None = None
     fresh = plan.fresh
-    fresh_key: tuple | None = None
     i = 0
     last_when, stamp = None, ""
     for run_id, attempt, slug, name, map_index, state, message, when, result in transitions:
@@ -436,10 +435,10 @@ def plan_transitions(cur: object, caches: RunCaches, transitions: Sequence[Trans
             if task_run_id is None:
                 task_run_id = run.tasks[slug, map_index] = row_id
                 if state == "Pending" and result is None:
-                    key = (run, attempt, message, stamp)
-                    if fresh_key is None:
-                        fresh_key, plan.fresh_as = key, (attempt, message, stamp, run.pk)
-                    if key == fresh_key:
+                    key = (attempt, message, stamp, run.pk)
+                    if plan.fresh_as is None:
+                        plan.fresh_as = key  # the first one decides which ones are fresh
+                    if key == plan.fresh_as:
                         fresh += (row_id, slug, map_index, name)
                         i += 1
                         continue
