@@ -10,6 +10,7 @@ import copyreg
 import io
 import sys
 from collections.abc import Callable
+from types import FunctionType
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,13 +62,15 @@ _picklers: dict[Reducers, Any] = {}
 
 
 def dumps(value: Any, reducers: Reducers = ()) -> bytes:
-    """What ``cloudpickle.dumps(value)`` writes, about twice as fast for an object graph;
-    ``reducers`` (``(type, reduce)`` pairs) take precedence over cloudpickle's.
+    """What ``cloudpickle.dumps(value)`` writes, byte for byte, in about half the time
+    for an object graph; ``reducers`` (``(type, reduce)`` pairs) take precedence over
+    cloudpickle's.
 
     cloudpickle's dispatch table is a ChainMap of its own and ``copyreg``'s, which
     the C pickler looks up in Python for every object it pickles (every task of a
     flow's saved copy, say); this pickler has the same entries as one plain dict,
-    made again when either table has changed size.
+    made again when either table has changed size. And it reduces each instance of
+    a plain class itself (see ``_pickler_class``).
     """
     cloudpickle = _cloudpickle()
     tables = cloudpickle.Pickler.dispatch_table
@@ -75,13 +78,69 @@ def dumps(value: Any, reducers: Reducers = ()) -> bytes:
               else len(tables))
     pickler = _picklers.get(reducers)
     if pickler is None or pickler.table_source != source:
-        table = {**tables, **dict(reducers)}
-        pickler = _picklers[reducers] = type(
-            "PlainTablePickler", (cloudpickle.Pickler,),
-            {"dispatch_table": table, "table_source": source})
+        pickler = _picklers[reducers] = _pickler_class(cloudpickle, {**tables, **dict(reducers)},
+                                                       source)
     buffer = io.BytesIO()
     pickler(buffer, protocol=cloudpickle.DEFAULT_PROTOCOL).dump(value)
     return buffer.getvalue()
+
+
+def _pickler_class(cloudpickle: Any, table: dict, source: tuple[int, int]) -> type:
+    """A cloudpickle ``Pickler`` with ``table`` as its dispatch table, which reduces
+    instances of plain classes itself.
+
+    An object the C pickler has no opcode for goes to cloudpickle's
+    ``reducer_override`` (which declines an instance), then to the dispatch table,
+    then to ``object.__reduce_ex__``, which finds no ``__getnewargs__``,
+    ``__getstate__`` or slots and gives ``(copyreg.__newobj__, (cls,), __dict__)``:
+    that path was a third of the cost of a flow's saved copy, for its tasks. Here,
+    for classes whose first instance showed that this is what the default makes of
+    them, ``reducer_override`` gives that value itself; the pickler then writes the
+    same bytes.
+    """
+    protocol = cloudpickle.DEFAULT_PROTOCOL
+    cloudpickle_override = cloudpickle.Pickler.reducer_override
+    plain: dict[type, bool] = {}
+
+    def learn(cls: type, obj: Any) -> bool:
+        if len(plain) > 256:  # classes made at run time must not pile up here
+            plain.clear()
+        state = getattr(obj, "__dict__", None)
+        known = plain[cls] = (
+            state is not None and cls not in table
+            and not isinstance(obj, (type, FunctionType))
+            and cls.__reduce_ex__ is object.__reduce_ex__
+            and cls.__reduce__ is object.__reduce__
+            and getattr(cls, "__getstate__", None) is getattr(object, "__getstate__", None)
+            and _default_reduction(obj, protocol) == (
+                _new_object_of, (cls,), state or None, None, None))
+        return known
+
+    def reducer_override(self: Any, obj: Any) -> Any:
+        cls = type(obj)
+        known = plain.get(cls)
+        if known is None:
+            known = learn(cls, obj)
+        if known:
+            state = obj.__dict__
+            # (the default would find these on the instance; none does, in practice)
+            if state and "__getstate__" not in state and "__reduce_ex__" not in state:
+                return _new_object_of, (cls,), state
+        return cloudpickle_override(self, obj)
+
+    return type("PlainTablePickler", (cloudpickle.Pickler,),
+                {"dispatch_table": table, "table_source": source,
+                 "reducer_override": reducer_override})
+
+
+def _default_reduction(obj: Any, protocol: int) -> tuple | None:
+    try:
+        return object.__reduce_ex__(obj, protocol)
+    except Exception:
+        return None  # pickle will say why, on the regular path
+
+
+_new_object_of = copyreg.__newobj__
 
 
 def dump(value: Any) -> SerializedResult:
