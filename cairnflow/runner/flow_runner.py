@@ -144,7 +144,7 @@ class FlowRunner:
             for level, note in self.notes:
                 log.log(level, note)
             with run.executor.start(), run.recorder.heartbeat(), \
-                    logs.capture_stdout(any(t.log_stdout for t in order)):
+                    logs.capture_stdout(_logs_stdout(order)):
                 try:
                     if run.executor.parallel:
                         self._run_parallel(order)
@@ -478,6 +478,14 @@ def _dates(given: Any, scheduled_start_time: Any) -> dict[str, Any]:
                         "the other dates are based on the current time instead.")
         given = now
     return {**dates_of(given), "scheduled_start_time": now}
+
+
+def _logs_stdout(tasks: list[Task]) -> bool:
+    """Whether any task logs its stdout (a plain loop: any() over a generator is 4x it)."""
+    for task in tasks:
+        if task.log_stdout:
+            return True
+    return False
 
 
 def _mapped_message(count: int) -> str:
