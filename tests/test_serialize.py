@@ -24,11 +24,30 @@ class Plain:
         self.__dict__.update(attributes)
 
 
+class Unequal:
+    """A value that cannot be compared (as numpy arrays cannot be, to a bool)."""
+
+    def __eq__(self, other):
+        raise ValueError("the truth value is ambiguous")
+
+    __hash__ = object.__hash__
+
+
 class Slotted:
     __slots__ = ("x",)
 
     def __init__(self, x):
         self.x = x
+
+
+class SlotsAndDict(Plain):
+    """Its instances have a __dict__ (from Plain) and a slot: both must be kept."""
+
+    __slots__ = ("s",)
+
+    def __init__(self, s, **attributes):
+        super().__init__(**attributes)
+        self.s = s
 
 
 class WithGetstate(Plain):
@@ -125,7 +144,9 @@ CASES = {
     "empty then full objects of one class": lambda: [Plain(), Plain(a=1), Plain()],
     "one object twice": lambda: (lambda o: [o, o, {"again": o}])(Plain(a=1)),
     "nested plain objects": lambda: Plain(child=Plain(child=Plain(leaf=1))),
+    "a value that cannot be compared": lambda: Plain(value=Unequal()),
     "__slots__": lambda: [Slotted(1), Slotted(2)],
+    "__slots__ and a __dict__": lambda: [SlotsAndDict(1, a=2), SlotsAndDict(3)],
     "__getstate__": lambda: [WithGetstate(a=1)],
     "__reduce__": lambda: [WithReduce(a=1)],
     "__reduce_ex__": lambda: [WithReduceEx(a=1)],

@@ -10,8 +10,8 @@ import copyreg
 import io
 import sys
 from collections.abc import Callable
-from types import FunctionType
 from dataclasses import dataclass
+from types import FunctionType
 from typing import Any
 
 from cairnflow._lazy import lazy_module
@@ -112,8 +112,7 @@ def _pickler_class(cloudpickle: Any, table: dict, source: tuple[int, int]) -> ty
             and cls.__reduce_ex__ is object.__reduce_ex__
             and cls.__reduce__ is object.__reduce__
             and getattr(cls, "__getstate__", None) is getattr(object, "__getstate__", None)
-            and _default_reduction(obj, protocol) == (
-                _new_object_of, (cls,), state or None, None, None))
+            and _is_default_reduction(_default_reduction(obj, protocol), cls, state))
         return known
 
     def reducer_override(self: Any, obj: Any) -> Any:
@@ -138,6 +137,15 @@ def _default_reduction(obj: Any, protocol: int) -> tuple | None:
         return object.__reduce_ex__(obj, protocol)
     except Exception:
         return None  # pickle will say why, on the regular path
+
+
+def _is_default_reduction(reduced: tuple | None, cls: type, state: dict) -> bool:
+    """Whether ``reduced`` is ``(copyreg.__newobj__, (cls,), state, None, None)``, the
+    state being the instance's own ``__dict__`` (None for an empty one), by identity:
+    the values in it are never compared."""
+    return (reduced is not None and len(reduced) == 5 and reduced[0] is _new_object_of
+            and reduced[1] == (cls,) and reduced[2] is (state or None)
+            and reduced[3] is None and reduced[4] is None)
 
 
 _new_object_of = copyreg.__newobj__
