@@ -48,6 +48,14 @@ class State:
         context: extra facts; a flow run's final state holds ``flow_run_id``.
     """
 
+    name = "State"
+    """The class name, as the store and the CLI show it (a class attribute, set for
+    each subclass: the engine reads it twice a task run, and a property is a call)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.name = cls.__name__
+
     def __init__(self, message: str | None = None, result: Any = None,
                  timestamp: pendulum.DateTime | None = None):
         self.message = message
@@ -85,11 +93,6 @@ class State:
         if self.message:
             return f'<{type(self).__name__}: "{self.message}">'
         return f"<{type(self).__name__}>"
-
-    @property
-    def name(self) -> str:
-        """The class name, as the store and the CLI show it."""
-        return type(self).__name__
 
     def is_pending(self) -> bool:
         return isinstance(self, Pending)

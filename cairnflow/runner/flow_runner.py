@@ -175,10 +175,11 @@ class FlowRunner:
 
     def _run_in_order(self, order: tuple[Task, ...]) -> None:
         given = self.run.given_states
+        mapped = self._mapped_tasks()
         for task in order:
             if given and self._take_given(task):
                 continue
-            if self._is_mapped(task):
+            if task in mapped:
                 plan = self._plan_map(task)
                 if isinstance(plan, State):
                     self.states[task] = plan
@@ -307,10 +308,13 @@ class FlowRunner:
     # -- mapping --------------------------------------------------------------------
 
     def _is_mapped(self, task: Task) -> bool:
+        return task in self._mapped_tasks()
+
+    def _mapped_tasks(self) -> set[Task]:
         mapped = self._mapped
         if mapped is None:
             mapped = self._mapped = {e.downstream_task for e in self.flow.edges if e.mapped}
-        return task in mapped
+        return mapped
 
     def _plan_map(self, task: Task) -> State | ChildPlan:
         """The children of a mapped task (their upstream states and inputs), or the
