@@ -7,6 +7,12 @@ row and its baseline alike.
     python benchmarks/all.py            # the full table (a few minutes)
     python benchmarks/all.py --quick    # smaller flows
     python benchmarks/all.py --fixed    # only the whole-process rows
+    python benchmarks/all.py --repeat 5 --runs 5   # five tables, then each row's
+                                                   # median and range over them
+
+This kind of machine's speed swings between runs a minute apart more than within
+one (the ratios of one run, 1.6x to 2.4x for the same chain); ``--runs`` shows
+how far.
 
 Rows (targets in brackets):
 
@@ -36,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any, NamedTuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -291,6 +298,113 @@ def process_rows(repeat: int) -> list[tuple[str, float, float, str]]:
 # -- the table --------------------------------------------------------------------------------
 
 
+class Row(NamedTuple):
+    """One row of the table: ``value`` in ``unit``, and its ``ratio`` (if any) to the
+    row named by ``against``."""
+
+    what: str
+    value: float
+    unit: str
+    ratio: float | None = None
+    against: str = ""
+    target: str = ""
+
+    def cells(self) -> tuple[str, str, str, str]:
+        return (self.what, _value_text(self.value, self.unit), _ratio_text(self.ratio,
+                                                                           self.against),
+                self.target)
+
+
+def _value_text(value: float, unit: str) -> str:
+    if unit == "µs/task":
+        return f"{value:.0f} µs/task" if value >= 1000 else f"{value:.1f} µs/task"
+    return f"{value:.0f} ms" if unit == "ms" else f"{value:.2f} s"
+
+
+def _ratio_text(ratio: float | None, against: str) -> str:
+    if ratio is None:
+        return ""
+    return f"{ratio:.1f}x faster" if against == "faster" else f"{ratio:.2f}x {against}"
+
+
+def table(args: argparse.Namespace) -> list[Row]:
+    """Every row, measured in this order (each also shown on stderr as it is done)."""
+    big = 2_000 if args.quick else 10_000
+    mid = 500 if args.quick else 2_000
+    dask_n = 200 if args.quick else 1_000
+    rows: list[Row] = []
+
+    def add(*row: Any) -> None:
+        rows.append(Row(*row))
+        what, value, ratio, _ = rows[-1].cells()
+        print(f"  {what}: {value} {ratio}", file=sys.stderr, flush=True)
+
+    # The whole-process rows first: they time ~100 ms processes, which the worker
+    # processes and Dask clusters of the rows below slow while they wind down.
+    for what, seconds, ratio, target in process_rows(args.repeat):
+        add(what, seconds * 1000, "ms", ratio, "bare", target)
+    # The engine alone is timed in the same rounds: a row timed once, after the Dask
+    # rows, measured their clusters winding down as much as the engine.
+    floor_rows = _interleaved([("raw", str(big)), ("run", "chain", str(big)),
+                               ("run", "map", str(big)), ("memory", str(big))], args.repeat)
+    raw, engine_alone = floor_rows[0], floor_rows.pop()
+    add("raw sqlite3 floor (2 INSERT+COMMIT per task)", raw, "µs/task", 1.0, "floor")
+    for shape, us in zip(("chain", "map"), floor_rows[1:]):
+        add(f"durable {big:,}-task {shape}", us, "µs/task", us / raw, "floor", "<= 2x")
+    # Local and threads in interleaved rounds too: the threads target is a ratio to
+    # local, and one run of each swung it by a tenth either way.
+    local, threads = _interleaved([("run", "map", str(mid), "local"),
+                                   ("run", "map", str(mid), "threads")], args.repeat)
+    for name in ("local", "threads", "processes", "dask"):
+        us = {"local": local, "threads": threads}.get(name) \
+            or _child("run", "map", str(mid), name)["us_per_task"]
+        target = {"threads": "<= 1.5x local", "processes": "< 500 µs",
+                  "dask": "< 2,000 µs"}.get(name, "")
+        add(f"{mid:,}-child map, {name}", us, "µs/task", us / local, "local", target)
+    slow_local = _child("run", "map", "200", "local", "0.05")["seconds"]
+    slow_threads = _child("run", "map", "200", "threads", "0.05")["seconds"]
+    add("200 x 50 ms map, local", slow_local, "s")
+    add("200 x 50 ms map, 8 threads", slow_threads, "s", slow_local / slow_threads, "faster",
+        ">= 6x")
+    us = _child("run", "map", str(dask_n), "dask")["us_per_task"]
+    add(f"{dask_n:,}-child map, DaskExecutor (local cluster)", us, "µs/task", None, "",
+        "< 2,000 µs")
+    add(f"engine alone, {big:,}-task chain, in-memory store", engine_alone, "µs/task", None,
+        "", "< 20 µs")
+    return rows
+
+
+def summary(runs: list[list[Row]]) -> list[Row]:
+    """Each row's median over whole runs of the table (its value and its ratio)."""
+    rows = []
+    for same in zip(*runs):
+        ratio = None if same[0].ratio is None else statistics.median(r.ratio for r in same)
+        rows.append(same[0]._replace(value=statistics.median(r.value for r in same),
+                                     ratio=ratio))
+    return rows
+
+
+def print_table(rows: list[Row], spread: list[str] | None = None) -> None:
+    header = ("what", "value", "ratio", "target")
+    cells = [row.cells() for row in rows]
+    widths = [max(len(c[i]) for c in cells + [header]) for i in range(4)]
+    for i, (what, value, ratio, target) in enumerate([header, *cells]):
+        line = f"{what:<{widths[0]}}  {value:>{widths[1]}}  {ratio:>{widths[2]}}  {target}"
+        if spread is not None:
+            line = f"{line:<{sum(widths) + 6}}  {'range' if i == 0 else spread[i - 1]}"
+        print(line.rstrip())
+
+
+def _spread(same: list[Row]) -> str:
+    """The lowest and highest of a row over runs: its ratio, or its value where it has
+    no ratio or its target is in µs."""
+    first = same[0]
+    if first.ratio is not None and "µs" not in first.target:
+        return f"{min(r.ratio for r in same):.2f}-{max(r.ratio for r in same):.2f}x"
+    low = _value_text(min(r.value for r in same), first.unit).split()[0]
+    return f"{low}-{_value_text(max(r.value for r in same), first.unit)}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller flows")
@@ -298,6 +412,9 @@ def main() -> None:
                         help="rounds for the floor rows and the process rows (medians)")
     parser.add_argument("--fixed", action="store_true",
                         help="only the whole-process (fixed cost) rows")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="whole runs of the table: each is printed, then every row's "
+                             "median and range over them")
     parser.add_argument("--one", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -309,55 +426,15 @@ def main() -> None:
             print(f"{what:<42} {seconds * 1000:6.0f} ms {ratio:6.2f}x bare  {target}")
         return
 
-    big = 2_000 if args.quick else 10_000
-    mid = 500 if args.quick else 2_000
-    dask_n = 200 if args.quick else 1_000
-    rows: list[tuple[str, str, str, str]] = []
-
-    def add(what: str, value: str, ratio: str = "", target: str = "") -> None:
-        rows.append((what, value, ratio, target))
-        print(f"  {what}: {value} {ratio}", file=sys.stderr, flush=True)
-
-    # The whole-process rows first: they time ~100 ms processes, which the worker
-    # processes and Dask clusters of the rows below slow while they wind down.
-    for what, seconds, ratio, target in process_rows(args.repeat):
-        add(what, f"{seconds * 1000:.0f} ms", f"{ratio:.2f}x bare", target)
-    # The engine alone is timed in the same rounds: a row timed once, after the Dask
-    # rows, measured their clusters winding down as much as the engine.
-    floor_rows = _interleaved([("raw", str(big)), ("run", "chain", str(big)),
-                               ("run", "map", str(big)), ("memory", str(big))], args.repeat)
-    raw, engine_alone = floor_rows[0], floor_rows.pop()
-    add(f"raw sqlite3 floor (2 INSERT+COMMIT per task)", f"{raw:.1f} µs/task", "1.00x floor")
-    for shape, us in zip(("chain", "map"), floor_rows[1:]):
-        add(f"durable {big:,}-task {shape}", f"{us:.1f} µs/task", f"{us / raw:.2f}x floor",
-            "<= 2x")
-    # Local and threads in interleaved rounds too: the threads target is a ratio to
-    # local, and one run of each swung it by a tenth either way.
-    local, threads = _interleaved([("run", "map", str(mid), "local"),
-                                   ("run", "map", str(mid), "threads")], args.repeat)
-    for name in ("local", "threads", "processes", "dask"):
-        us = {"local": local, "threads": threads}.get(name) \
-            or _child("run", "map", str(mid), name)["us_per_task"]
-        target = {"threads": "<= 1.5x local", "processes": "< 500 µs",
-                  "dask": "< 2,000 µs"}.get(name, "")
-        add(f"{mid:,}-child map, {name}", f"{us:.1f} µs/task", f"{us / local:.2f}x local",
-            target)
-    slow_local = _child("run", "map", "200", "local", "0.05")["seconds"]
-    slow_threads = _child("run", "map", "200", "threads", "0.05")["seconds"]
-    add("200 x 50 ms map, local", f"{slow_local:.2f} s")
-    add("200 x 50 ms map, 8 threads", f"{slow_threads:.2f} s",
-        f"{slow_local / slow_threads:.1f}x faster", ">= 6x")
-    us = _child("run", "map", str(dask_n), "dask")["us_per_task"]
-    add(f"{dask_n:,}-child map, DaskExecutor (local cluster)", f"{us:.0f} µs/task", "",
-        "< 2,000 µs")
-    add(f"engine alone, {big:,}-task chain, in-memory store", f"{engine_alone:.1f} µs/task",
-        "", "< 20 µs")
-
-    widths = [max(len(r[i]) for r in rows + [("what", "value", "ratio", "target")])
-              for i in range(4)]
-    print(f"{'what':<{widths[0]}}  {'value':>{widths[1]}}  {'ratio':>{widths[2]}}  target")
-    for what, value, ratio, target in rows:
-        print(f"{what:<{widths[0]}}  {value:>{widths[1]}}  {ratio:>{widths[2]}}  {target}")
+    runs = [table(args) for _ in range(args.runs)]
+    for i, rows in enumerate(runs, 1):
+        if args.runs > 1:
+            print(f"\nrun {i} of {args.runs}")
+        print_table(rows)
+    if args.runs > 1:
+        print(f"\nmedian of {args.runs} runs of the table, and each row's range")
+        print_table(summary(runs), [_spread([run[i] for run in runs])
+                                    for i in range(len(runs[0]))])
 
 
 if __name__ == "__main__":
