@@ -54,7 +54,8 @@ class State:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls.name = cls.__name__
+        if "name" not in vars(cls):  # a subclass's own ``name`` is its to keep
+            cls.name = cls.__name__
 
     def __init__(self, message: str | None = None, result: Any = None,
                  timestamp: pendulum.DateTime | None = None):

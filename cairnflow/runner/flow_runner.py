@@ -484,7 +484,7 @@ def _dates(given: Any, scheduled_start_time: Any) -> dict[str, Any]:
     return {**dates_of(given), "scheduled_start_time": now}
 
 
-def _logs_stdout(tasks: list[Task]) -> bool:
+def _logs_stdout(tasks: Iterable[Task]) -> bool:
     """Whether any task logs its stdout (a plain loop: any() over a generator is 4x it)."""
     for task in tasks:
         if task.log_stdout:

@@ -62,9 +62,9 @@ _picklers: dict[Reducers, Any] = {}
 
 
 def dumps(value: Any, reducers: Reducers = ()) -> bytes:
-    """What ``cloudpickle.dumps(value)`` writes, byte for byte, in about half the time
-    for an object graph; ``reducers`` (``(type, reduce)`` pairs) take precedence over
-    cloudpickle's.
+    """What ``cloudpickle.dumps(value)`` writes, byte for byte, faster for an object
+    graph (a 10,000-task flow: 16 to 23 ms, against 36); ``reducers`` (``(type,
+    reduce)`` pairs) take precedence over cloudpickle's.
 
     cloudpickle's dispatch table is a ChainMap of its own and ``copyreg``'s, which
     the C pickler looks up in Python for every object it pickles (every task of a
